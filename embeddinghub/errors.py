@@ -1,0 +1,83 @@
+"""The exceptions of embeddinghub. Every message names the space, key or version at fault."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConnectionFailed",
+    "DimensionMismatch",
+    "EmbeddingHubError",
+    "InvalidArgument",
+    "InvalidEmbedding",
+    "KeyNotFound",
+    "PartitionNotFound",
+    "PermissionDenied",
+    "SpaceExists",
+    "SpaceFrozen",
+    "SpaceNotFound",
+    "VersionNotFound",
+]
+
+
+class EmbeddingHubError(Exception):
+    """Base class of every error raised by embeddinghub."""
+
+
+class SpaceNotFound(EmbeddingHubError):
+    def __init__(self, space: str) -> None:
+        super().__init__(f"space {space!r} does not exist")
+        self.space = space
+
+
+class SpaceExists(EmbeddingHubError):
+    def __init__(self, space: str) -> None:
+        super().__init__(f"space {space!r} already exists")
+        self.space = space
+
+
+class KeyNotFound(EmbeddingHubError, KeyError):
+    def __init__(self, space: str, key: str, partition: str | None = None) -> None:
+        where = f" in partition {partition!r}" if partition is not None else ""
+        msg = f"key {key!r} not found in space {space!r}{where}"
+        super().__init__(msg)
+        self.space, self.key, self.partition = space, key, partition
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+
+class InvalidArgument(EmbeddingHubError, ValueError):
+    """A bad argument: both or neither of key/vector, a bad name, an unknown metric..."""
+
+
+class DimensionMismatch(InvalidArgument):
+    pass
+
+
+class InvalidEmbedding(InvalidArgument):
+    """A vector holding NaN or infinity."""
+
+
+class PartitionNotFound(InvalidArgument):
+    def __init__(self, space: str, partition: str) -> None:
+        super().__init__(f"partition {partition!r} does not exist in space {space!r}")
+        self.space, self.partition = space, partition
+
+
+class SpaceFrozen(EmbeddingHubError):
+    def __init__(self, space: str, detail: str = "it is frozen") -> None:
+        super().__init__(f"space {space!r} is read-only: {detail}")
+        self.space = space
+
+
+class VersionNotFound(EmbeddingHubError):
+    def __init__(self, space: str, version: object) -> None:
+        super().__init__(f"version {version!r} not found in space {space!r}")
+        self.space, self.version = space, version
+
+
+class PermissionDenied(EmbeddingHubError):
+    pass
+
+
+class ConnectionFailed(EmbeddingHubError):
+    pass

@@ -1,0 +1,162 @@
+"""DDL of a space's tables. Every name here derives from the space id, never user text.
+
+Per space, in schema `embeddinghub_data`:
+  s<id>            live rows, PARTITION BY LIST (partition), primary key (partition, key)
+  s<id>_p<pid>     one list partition per named partition, with its own HNSW index
+  s<id>_history    old row images with [valid_from, valid_to) version bounds
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from psycopg import Cursor, sql
+
+DATA_SCHEMA = "embeddinghub_data"
+
+OPCLASS = {
+    ("float32", "l2"): "vector_l2_ops",
+    ("float32", "cosine"): "vector_cosine_ops",
+    ("float32", "ip"): "vector_ip_ops",
+    ("float16", "l2"): "halfvec_l2_ops",
+    ("float16", "cosine"): "halfvec_cosine_ops",
+    ("float16", "ip"): "halfvec_ip_ops",
+}
+OPERATOR = {"l2": "<->", "cosine": "<=>", "ip": "<#>"}
+VECTOR_TYPE = {"float32": "vector", "float16": "halfvec"}
+MAX_INDEXED_DIMS = {"float32": 2000, "float16": 4000}
+
+
+@dataclass(frozen=True)
+class SpaceTables:
+    """Quoted SQL names of one space's objects."""
+
+    space_id: int
+    dims: int
+    metric: str
+    dtype: str
+
+    @property
+    def live(self) -> sql.Identifier:
+        return sql.Identifier(DATA_SCHEMA, f"s{self.space_id}")
+
+    @property
+    def history(self) -> sql.Identifier:
+        return sql.Identifier(DATA_SCHEMA, f"s{self.space_id}_history")
+
+    def partition(self, partition_id: int) -> sql.Identifier:
+        return sql.Identifier(DATA_SCHEMA, f"s{self.space_id}_p{partition_id}")
+
+    @property
+    def index_name(self) -> sql.Identifier:
+        return sql.Identifier(f"s{self.space_id}_hnsw")
+
+    @property
+    def qualified_index(self) -> sql.Identifier:
+        return sql.Identifier(DATA_SCHEMA, f"s{self.space_id}_hnsw")
+
+    @property
+    def vector_type(self) -> sql.SQL:
+        return sql.SQL(VECTOR_TYPE[self.dtype])
+
+    @property
+    def column_type(self) -> sql.Composable:
+        return sql.SQL("{}({})").format(self.vector_type, sql.Literal(self.dims))
+
+    @property
+    def operator(self) -> sql.SQL:
+        return sql.SQL(OPERATOR[self.metric])
+
+    @property
+    def opclass(self) -> sql.SQL:
+        return sql.SQL(OPCLASS[(self.dtype, self.metric)])
+
+
+def create_space_tables(cur: Cursor, t: SpaceTables) -> None:
+    cur.execute(
+        sql.SQL(
+            """
+            CREATE TABLE {live} (
+                partition  text NOT NULL,
+                key        text NOT NULL,
+                embedding  {vtype} NOT NULL,
+                metadata   jsonb,
+                version    bigint NOT NULL DEFAULT 0,
+                updated_at timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (partition, key)
+            ) PARTITION BY LIST (partition)
+            """
+        ).format(live=t.live, vtype=t.column_type)
+    )
+    cur.execute(
+        sql.SQL(
+            """
+            CREATE TABLE {history} (
+                partition  text NOT NULL,
+                key        text NOT NULL,
+                embedding  {vtype} NOT NULL,
+                metadata   jsonb,
+                valid_from bigint NOT NULL,
+                valid_to   bigint NOT NULL,
+                updated_at timestamptz NOT NULL
+            )
+            """
+        ).format(history=t.history, vtype=t.column_type)
+    )
+    cur.execute(
+        sql.SQL("CREATE INDEX ON {} (valid_to, valid_from)").format(t.history)
+    )
+    cur.execute(sql.SQL("CREATE INDEX ON {} (partition, key)").format(t.history))
+    cur.execute(
+        sql.SQL(
+            "CREATE TRIGGER row_write BEFORE INSERT OR UPDATE OR DELETE ON {} "
+            "FOR EACH ROW EXECUTE FUNCTION embeddinghub.on_row_write({})"
+        ).format(t.live, sql.Literal(str(t.space_id)))
+    )
+    for table in (t.live, t.history):
+        cur.execute(
+            sql.SQL(
+                "CREATE TRIGGER no_truncate BEFORE TRUNCATE ON {} "
+                "FOR EACH STATEMENT EXECUTE FUNCTION embeddinghub.on_truncate()"
+            ).format(table)
+        )
+
+
+def create_partition_table(cur: Cursor, t: SpaceTables, partition_id: int, name: str) -> None:
+    """A list partition for `name`; it inherits the parent's HNSW index and row trigger."""
+    table = t.partition(partition_id)
+    cur.execute(
+        sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES IN ({})").format(
+            table, t.live, sql.Literal(name)
+        )
+    )
+    cur.execute(
+        sql.SQL(
+            "CREATE TRIGGER no_truncate BEFORE TRUNCATE ON {} "
+            "FOR EACH STATEMENT EXECUTE FUNCTION embeddinghub.on_truncate()"
+        ).format(table)
+    )
+
+
+def create_index(cur: Cursor, t: SpaceTables, m: int, ef_construction: int) -> None:
+    """One HNSW index on the parent: Postgres builds one per partition (the sub-indices)."""
+    cur.execute(
+        sql.SQL(
+            "CREATE INDEX {name} ON {live} USING hnsw (embedding {opclass}) "
+            "WITH (m = {m}, ef_construction = {efc})"
+        ).format(
+            name=t.index_name,
+            live=t.live,
+            opclass=t.opclass,
+            m=sql.Literal(m),
+            efc=sql.Literal(ef_construction),
+        )
+    )
+
+
+def drop_index(cur: Cursor, t: SpaceTables) -> None:
+    cur.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(t.qualified_index))
+
+
+def drop_space_tables(cur: Cursor, t: SpaceTables) -> None:
+    cur.execute(sql.SQL("DROP TABLE IF EXISTS {}, {} CASCADE").format(t.live, t.history))

@@ -1,0 +1,135 @@
+"""Checking vectors and keys, and encoding matrices for binary COPY."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import errors
+
+MAX_KEY_BYTES = 1024  # keeps (partition, key) well inside a B-tree entry
+
+
+def check_key(space: str, key: object) -> str:
+    if not isinstance(key, str):
+        raise errors.InvalidArgument(f"space {space!r}: keys must be strings, not {type(key).__name__}")
+    if not key:
+        raise errors.InvalidArgument(f"space {space!r}: keys must not be empty")
+    if "\x00" in key:
+        raise errors.InvalidArgument(f"space {space!r}: key {key[:40]!r} holds a NUL character")
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        raise errors.InvalidArgument(
+            f"space {space!r}: key {key[:40]!r}... is longer than {MAX_KEY_BYTES} bytes"
+        )
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise errors.InvalidArgument(f"space {space!r}: key {key[:40]!r} is not valid UTF-8") from None
+    return key
+
+
+def check_keys(space: str, keys: Iterable[object]) -> list[str]:
+    checked = [check_key(space, k) for k in keys]
+    if len(set(checked)) != len(checked):
+        seen: set[str] = set()
+        dup = next(k for k in checked if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise errors.InvalidArgument(f"space {space!r}: key {dup!r} appears twice in one batch")
+    return checked
+
+
+def as_matrix(space: str, dims: int, dtype: str, data: Any, rows: int | None = None) -> np.ndarray:
+    """`data` as a C-contiguous float32 (n, dims) matrix, or a typed error naming the space."""
+    try:
+        matrix = np.asarray(data, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise errors.InvalidEmbedding(f"space {space!r}: not a numeric vector/matrix ({exc})") from None
+    if matrix.ndim == 1:
+        matrix = matrix.reshape(1, -1)
+    if matrix.ndim != 2 or matrix.shape[1] != dims:
+        got = matrix.shape[-1] if matrix.ndim else 0
+        raise errors.DimensionMismatch(
+            f"space {space!r} has {dims} dims; got vectors of shape {tuple(matrix.shape)}"
+            f" ({got} dims)"
+        )
+    if rows is not None and matrix.shape[0] != rows:
+        raise errors.InvalidArgument(
+            f"space {space!r}: {rows} keys but {matrix.shape[0]} vectors"
+        )
+    check_finite(space, matrix if dtype == "float32" else matrix.astype(np.float16))
+    return np.ascontiguousarray(matrix)
+
+
+def as_vector(space: str, dims: int, dtype: str, data: Any) -> np.ndarray:
+    array = np.asarray(data) if not isinstance(data, np.ndarray) else data
+    if array.ndim != 1:
+        raise errors.DimensionMismatch(
+            f"space {space!r} has {dims} dims; expected one vector, got shape {tuple(array.shape)}"
+        )
+    return as_matrix(space, dims, dtype, array)[0]
+
+
+def check_finite(space: str, matrix: np.ndarray) -> None:
+    with np.errstate(over="ignore", invalid="ignore"):
+        finite = np.isfinite(matrix)
+    if not finite.all():
+        row = int(np.argwhere(~finite.all(axis=1))[0][0])
+        raise errors.InvalidEmbedding(
+            f"space {space!r}: vector #{row} holds NaN or infinity"
+            " (or a value outside float16 range)"
+        )
+
+
+def copy_rows(matrix: np.ndarray) -> bytes:
+    """Binary COPY payload of rows (idx int4, embedding vector) built with numpy, no Python loop.
+
+    Each row: int16 field count, int32 length + int32 index, int32 length + pgvector's
+    binary vector (int16 dims, int16 unused, float32 values), all big-endian.
+    """
+    n, dims = matrix.shape
+    row = np.dtype(
+        [
+            ("fields", ">i2"),
+            ("idx_len", ">i4"),
+            ("idx", ">i4"),
+            ("vec_len", ">i4"),
+            ("dims", ">i2"),
+            ("unused", ">i2"),
+            ("values", ">f4", (dims,)),
+        ]
+    )
+    out = np.empty(n, dtype=row)
+    out["fields"] = 2
+    out["idx_len"] = 4
+    out["idx"] = np.arange(1, n + 1, dtype=np.int32)
+    out["vec_len"] = 4 + 4 * dims
+    out["dims"] = dims
+    out["unused"] = 0
+    out["values"] = matrix
+    header = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
+    return header + out.tobytes() + b"\xff\xff"
+
+
+def normalise_metadata(space: str, metadata: Any) -> Any:
+    """Metadata must be a JSON object (dict) or None."""
+    if metadata is None:
+        return None
+    if not isinstance(metadata, dict):
+        raise errors.InvalidArgument(
+            f"space {space!r}: metadata must be a dict (JSON object), not {type(metadata).__name__}"
+        )
+    return metadata
+
+
+def metadata_list(space: str, metadata: Any, n: int) -> Sequence[Any]:
+    if metadata is None:
+        return [None] * n
+    if isinstance(metadata, dict):
+        raise errors.InvalidArgument(
+            f"space {space!r}: pass one metadata dict per key (a list), not a single dict"
+        )
+    items = list(metadata)
+    if len(items) != n:
+        raise errors.InvalidArgument(f"space {space!r}: {n} keys but {len(items)} metadata entries")
+    return [normalise_metadata(space, m) for m in items]
