@@ -170,6 +170,18 @@ class Hub:
         """Make a space immutable. Enforced by the row trigger, so raw SQL is refused too."""
         self.get_space(name).freeze()
 
+    # -- roles (acl.py) ---------------------------------------------------------------
+    def create_role(self, name: str, login: bool = False, password: str | None = None) -> None:
+        """Create a Postgres role to grant spaces to."""
+        from .acl import create_role
+
+        create_role(self, name, login, password)
+
+    def drop_role(self, name: str) -> None:
+        from .acl import drop_role
+
+        drop_role(self, name)
+
     def execute(self, query: sql.Composable | str, params: Any = None) -> list[tuple[Any, ...]]:
         """Run SQL on the hub's connection and return its rows (a convenience for scripts)."""
         with translate():

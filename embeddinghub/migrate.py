@@ -14,7 +14,7 @@ from alembic.config import Config as AlembicConfig
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, pool
 
-__all__ = ["current_revision", "head_revision", "read_sql", "upgrade"]
+__all__ = ["current_revision", "head_revision", "read_sql", "run_sql_file", "upgrade"]
 
 _PACKAGE = Path(__file__).resolve().parent
 MIGRATION_LOCK = 0x6568_0001  # advisory lock key: one migrator at a time
@@ -36,6 +36,18 @@ def sql_dir() -> Path:
 def read_sql(name: str) -> str:
     """The text of `sql/<name>`, for migrations to execute."""
     return (sql_dir() / name).read_text(encoding="utf-8")
+
+
+def run_sql_file(name: str) -> None:
+    """Execute `sql/<name>` inside the running migration, passed to the driver verbatim."""
+    from alembic import op
+
+    text = read_sql(name)
+    if any(line.strip() and not line.strip().startswith("--") for line in text.splitlines()):
+        # Straight to psycopg with no parameters, so '%' in function bodies stays literal.
+        dbapi = op.get_bind().connection.dbapi_connection
+        assert dbapi is not None
+        dbapi.cursor().execute(text)
 
 
 def _alembic_config() -> AlembicConfig:

@@ -561,6 +561,93 @@ class Space:
         with translate(self.name):
             self.conn.execute("UPDATE embeddinghub.spaces SET frozen = true WHERE id = %s", (self.id,))
 
+    # -- averaging and recommendations (recommend.py) -----------------------------------
+    def average(
+        self, keys: Sequence[str], weights: Sequence[float] | None = None,
+        partition: str | None = None,
+    ) -> np.ndarray:
+        """The (weighted) mean of the keys' embeddings."""
+        from .recommend import average
+
+        return average(self, keys, weights, partition)
+
+    def centroid(self, partition: str | None = None) -> np.ndarray:
+        """The mean of every embedding in the space (or one partition)."""
+        from .recommend import centroid
+
+        return centroid(self, partition)
+
+    def recommend(
+        self,
+        num: int,
+        positive: Sequence[str] = (),
+        negative: Sequence[str] = (),
+        partition: str | None = None,
+        where: Mapping[str, Any] | None = None,
+    ) -> list[Neighbor]:
+        """Neighbours of the positives' mean, pushed away from the negatives; inputs excluded."""
+        from .recommend import recommend
+
+        return recommend(self, num, positive, negative, partition, where)
+
+    # -- versions (versions.py) ---------------------------------------------------------
+    def snapshot(self, tag: str | None = None, note: str | None = None) -> Any:
+        """Record the working state as a new version, in O(1): no data is copied."""
+        from .versions import snapshot
+
+        return snapshot(self, tag, note)
+
+    def versions(self) -> list[Any]:
+        from .versions import list_versions
+
+        return list_versions(self)
+
+    def as_of(self, version: int | str) -> Any:
+        """A read-only view of the space as it was at `version` (number or tag)."""
+        from .versions import AsOf
+
+        return AsOf(self, version)
+
+    def diff(self, a: int | str, b: int | str | None = None) -> Any:
+        """Keys added, removed and changed from version `a` to `b` (default: working state)."""
+        from .versions import diff
+
+        return diff(self, a, b)
+
+    def rollback(self, version: int | str) -> Any:
+        """Make the working state equal to `version`, recorded as a new version."""
+        from .versions import rollback
+
+        return rollback(self, version)
+
+    def prune_versions(self, keep: int) -> int:
+        """Drop history that none of the newest `keep` versions needs; returns rows freed."""
+        from .versions import prune_versions
+
+        return prune_versions(self, keep)
+
+    # -- access control (acl.py) --------------------------------------------------------
+    def grant(self, role: str, privilege: str, partition: str | None = None) -> None:
+        from .acl import grant
+
+        grant(self, role, privilege, partition)
+
+    def revoke(self, role: str, privilege: str | None = None, partition: str | None = None) -> None:
+        from .acl import revoke
+
+        revoke(self, role, privilege, partition)
+
+    def grants(self) -> list[Any]:
+        from .acl import list_grants
+
+        return list_grants(self)
+
+    def table(self) -> Any:
+        """The space's live table as a SQLAlchemy `Table` (pgvector `Vector` column)."""
+        from .models import space_table
+
+        return space_table(self)
+
 
 def _jsonb(value: Any) -> Jsonb | None:
     return None if value is None else Jsonb(value)

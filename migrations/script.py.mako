@@ -4,9 +4,7 @@ Revision ID: ${up_revision}
 Revises: ${down_revision | comma,n}
 """
 
-from alembic import op
-
-from embeddinghub.migrate import read_sql
+from embeddinghub.migrate import run_sql_file
 
 revision = ${repr(up_revision)}
 down_revision = ${repr(down_revision)}

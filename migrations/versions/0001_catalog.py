@@ -6,7 +6,7 @@ Revises:
 
 from alembic import op
 
-from embeddinghub.migrate import read_sql
+from embeddinghub.migrate import run_sql_file
 
 revision = "0001"
 down_revision = None
@@ -78,4 +78,4 @@ def upgrade() -> None:
         )
         """
     )
-    op.execute(read_sql("triggers.sql"))
+    run_sql_file("triggers.sql")

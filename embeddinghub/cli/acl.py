@@ -1,0 +1,1 @@
+"""CLI commands: acl (see embeddinghub.cli.base for the shared parts)."""

@@ -1,0 +1,1 @@
+"""CLI commands: data (see embeddinghub.cli.base for the shared parts)."""

@@ -1,0 +1,1 @@
+"""CLI commands: partitions (see embeddinghub.cli.base for the shared parts)."""

@@ -1,0 +1,1 @@
+"""CLI commands: server (see embeddinghub.cli.base for the shared parts)."""

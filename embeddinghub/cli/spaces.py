@@ -1,0 +1,1 @@
+"""CLI commands: spaces (see embeddinghub.cli.base for the shared parts)."""

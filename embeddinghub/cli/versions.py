@@ -1,0 +1,1 @@
+"""CLI commands: versions (see embeddinghub.cli.base for the shared parts)."""
