@@ -57,7 +57,11 @@ def as_matrix(space: str, dims: int, dtype: str, data: Any, rows: int | None = N
         raise errors.InvalidArgument(
             f"space {space!r}: {rows} keys but {matrix.shape[0]} vectors"
         )
-    check_finite(space, matrix if dtype == "float32" else matrix.astype(np.float16))
+    if dtype == "float16":
+        with np.errstate(over="ignore"):
+            check_finite(space, matrix.astype(np.float16))
+    else:
+        check_finite(space, matrix)
     return np.ascontiguousarray(matrix)
 
 

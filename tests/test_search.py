@@ -1,0 +1,130 @@
+"""Nearest neighbours: exact on small data for every metric and dtype, key/vector rules, ef_search."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import embeddinghub as eh
+
+
+def exact(matrix: np.ndarray, query: np.ndarray, metric: str) -> np.ndarray:
+    if metric == "l2":
+        dist = np.linalg.norm(matrix - query, axis=1)
+    elif metric == "cosine":
+        dist = 1 - (matrix @ query) / (np.linalg.norm(matrix, axis=1) * np.linalg.norm(query))
+    else:
+        dist = -(matrix @ query)
+    return dist
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine", "ip"])
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_matches_exact_search(make_space, metric: str, dtype: str) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(7)
+    space = make_space(dims=8, metric=metric, dtype=dtype)
+    matrix = rng.normal(size=(300, 8)).astype(np.float32)
+    if dtype == "float16":
+        matrix = matrix.astype(np.float16).astype(np.float32)
+    keys = [f"k{i}" for i in range(len(matrix))]
+    space.multiset(keys, matrix)
+    for qi in range(5):
+        query = rng.normal(size=8).astype(np.float32)
+        want = np.argsort(exact(matrix, query, metric), kind="stable")[:10]
+        got = space.nearest_neighbors(10, vector=query, ef_search=200)
+        assert [h.key for h in got] == [keys[i] for i in want], (metric, dtype, qi)
+        dists = exact(matrix, query, metric)[want]
+        np.testing.assert_allclose([h.distance for h in got], dists, rtol=1e-3, atol=2e-3)
+        assert [h.distance for h in got] == sorted(h.distance for h in got)
+
+
+def test_by_key_excludes_the_key(space: eh.Space) -> None:
+    space.multiset({"apple": [1, 0, 0, 0], "orange": [1, 1, 0, 0], "potato": [0, 1, 0, 0],
+                    "chicken": [-1, -1, 0, 0]})
+    got = space.nearest_neighbors(2, key="apple")
+    assert [h.key for h in got] == ["orange", "potato"]
+    assert got[0].partition == "default" and got[0].distance == pytest.approx(1.0)
+    everything = space.nearest_neighbors(10, key="apple")
+    assert "apple" not in [h.key for h in everything] and len(everything) == 3
+
+
+def test_metadata_comes_back(space: eh.Space) -> None:
+    space.set("a", [1, 0, 0, 0], metadata={"title": "A"})
+    assert space.nearest_neighbors(1, vector=[1, 0, 0, 0])[0].metadata == {"title": "A"}
+
+
+def test_key_or_vector_exactly_one(space: eh.Space) -> None:
+    space.set("a", [1, 0, 0, 0])
+    with pytest.raises(eh.InvalidArgument, match="both"):
+        space.nearest_neighbors(1, key="a", vector=[1, 0, 0, 0])
+    with pytest.raises(eh.InvalidArgument, match="neither"):
+        space.nearest_neighbors(1)
+
+
+@pytest.mark.parametrize("num", [0, -1, 1.5, True, "3"])
+def test_bad_num(space: eh.Space, num: object) -> None:
+    with pytest.raises(eh.InvalidArgument, match="num"):
+        space.nearest_neighbors(num, vector=[0, 0, 0, 1])  # type: ignore[arg-type]
+
+
+def test_bad_query_vectors(space: eh.Space) -> None:
+    with pytest.raises(eh.DimensionMismatch):
+        space.nearest_neighbors(1, vector=[1, 2])
+    with pytest.raises(eh.InvalidEmbedding):
+        space.nearest_neighbors(1, vector=[np.nan, 0, 0, 0])
+    with pytest.raises(eh.KeyNotFound, match="'ghost'"):
+        space.nearest_neighbors(1, key="ghost")
+
+
+def test_empty_space_returns_nothing(space: eh.Space) -> None:
+    assert space.nearest_neighbors(5, vector=[1, 0, 0, 0]) == []
+
+
+def test_multi_equals_single(make_space) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(3)
+    space = make_space(dims=6, metric="cosine")
+    matrix = rng.normal(size=(200, 6)).astype(np.float32)
+    keys = [f"k{i}" for i in range(200)]
+    space.multiset(keys, matrix)
+    queries = rng.normal(size=(7, 6))
+    multi = space.multi_nearest_neighbors(5, vectors=queries)
+    assert multi == [space.nearest_neighbors(5, vector=q) for q in queries]
+    by_keys = space.multi_nearest_neighbors(3, keys=["k1", "k2"])
+    assert by_keys == [space.nearest_neighbors(3, key="k1"), space.nearest_neighbors(3, key="k2")]
+    assert all("k1" != h.key for h in by_keys[0])
+
+
+def test_ef_search_per_call_and_per_space(space: eh.Space) -> None:
+    space.set("a", [1, 0, 0, 0])
+    with pytest.raises(eh.InvalidArgument, match="ef_search"):
+        space.nearest_neighbors(1, vector=[1, 0, 0, 0], ef_search=0)
+    assert space.nearest_neighbors(1, vector=[1, 0, 0, 0], ef_search=5)[0].key == "a"
+    space.set_ef_search(123)
+    assert space.refresh().ef_search == 123
+    # SET LOCAL: the setting does not leak into the session
+    assert space.hub.execute("SHOW hnsw.ef_search")[0][0] == "40"
+
+
+def test_search_uses_the_hnsw_index(hub: eh.Hub, make_space) -> None:  # type: ignore[no-untyped-def]
+    space = make_space(dims=4, metric="cosine")
+    space.multiset({f"k{i}": np.random.default_rng(i).normal(size=4) for i in range(50)})
+    rows = hub.execute(
+        f"EXPLAIN SELECT key FROM embeddinghub_data.s{space.id}"
+        " ORDER BY embedding <=> '[1,0,0,0]' LIMIT 5"
+    )
+    plan = "\n".join(r[0] for r in rows)
+    assert "hnsw" in plan.lower() or "Index Scan" in plan
+
+
+def test_create_index_rebuilds_with_new_parameters(hub: eh.Hub, space: eh.Space) -> None:
+    space.multiset({f"k{i}": [i, 1, 0, 0] for i in range(20)})
+    space.create_index(m=24, ef_construction=100)
+    defs = hub.execute(
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = 'embeddinghub_data' AND tablename = %s",
+        (f"s{space.id}",),
+    )
+    assert any("m='24'" in d[0] and "ef_construction='100'" in d[0] for d in defs), defs
+    assert space.refresh().m == 24
+    assert space.nearest_neighbors(1, vector=[3, 1, 0, 0])[0].key == "k3"
+    with pytest.raises(eh.InvalidArgument):
+        space.create_index(m=200)
