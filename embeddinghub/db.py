@@ -55,14 +55,15 @@ def from_db_error(exc: psycopg.Error, space: str | None) -> errors.EmbeddingHubE
     state = exc.sqlstate or ""
     diag = exc.diag.message_primary or str(exc)
     where = f"space {space!r}: " if space else ""
+    # The server's own messages for these already name the space, key or version.
     if state == "EHFRZ":
-        return errors.SpaceFrozen(space or "?", diag)
+        return _verbatim(errors.SpaceFrozen(space or "?"), diag)
     if state == "EHNSP":
-        return errors.SpaceNotFound(space or diag)
+        return _verbatim(errors.SpaceNotFound(space or "?"), diag)
     if state == "EHKEY":
-        return errors.KeyNotFound(space or "?", diag)
+        return _verbatim(errors.KeyNotFound(space or "?", "?"), diag)
     if state == "EHVER":
-        return errors.VersionNotFound(space or "?", diag)
+        return _verbatim(errors.VersionNotFound(space or "?", "?"), diag)
     if state in ("EHARG", "22P02", "22023", "22000", "22P05", "23514", "54000"):
         return errors.InvalidArgument(f"{where}{diag}")
     if state == "42501" or state.startswith("28"):
@@ -70,3 +71,8 @@ def from_db_error(exc: psycopg.Error, space: str | None) -> errors.EmbeddingHubE
     if isinstance(exc, psycopg.OperationalError):
         return errors.ConnectionFailed(f"{where}{diag}")
     return errors.EmbeddingHubError(f"{where}{diag}")
+
+
+def _verbatim(error: errors.EmbeddingHubError, message: str) -> errors.EmbeddingHubError:
+    error.args = (message,)
+    return error

@@ -31,7 +31,9 @@ def resolve_dsn(target: str | Config | LocalConfig | None = None) -> str:
     if isinstance(target, str) and target:
         return target
     if target is not None and not isinstance(target, str):
-        raise errors.InvalidArgument(f"connect() takes a DSN, Config or LocalConfig, not {target!r}")
+        raise errors.InvalidArgument(
+            f"connect() takes a DSN, Config or LocalConfig, not {target!r}"
+        )
     env = os.environ.get("EMBEDDINGHUB_DSN")
     return env if env else EmbeddedServer().start()
 
@@ -92,9 +94,13 @@ class Hub:
         """Create a space of `dims`-dimensional vectors, compared with `metric`."""
         validate_name("space", name)
         if metric not in METRICS:
-            raise errors.InvalidArgument(f"space {name!r}: metric must be one of {METRICS}, not {metric!r}")
+            raise errors.InvalidArgument(
+                f"space {name!r}: metric must be one of {METRICS}, not {metric!r}"
+            )
         if dtype not in DTYPES:
-            raise errors.InvalidArgument(f"space {name!r}: dtype must be one of {DTYPES}, not {dtype!r}")
+            raise errors.InvalidArgument(
+                f"space {name!r}: dtype must be one of {DTYPES}, not {dtype!r}"
+            )
         limit = storage.MAX_INDEXED_DIMS[dtype]
         if isinstance(dims, bool) or not isinstance(dims, int) or not 1 <= dims <= limit:
             raise errors.InvalidArgument(
@@ -109,8 +115,17 @@ class Hub:
                         hnsw_m, hnsw_ef_construction, ef_search, auto_partition)
                     VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id
                     """,
-                    (name, dims, metric, dtype, description, m, ef_construction, ef_search,
-                     auto_partition),
+                    (
+                        name,
+                        dims,
+                        metric,
+                        dtype,
+                        description,
+                        m,
+                        ef_construction,
+                        ef_search,
+                        auto_partition,
+                    ),
                 )
             except psycopg.errors.UniqueViolation:
                 raise errors.SpaceExists(name) from None
@@ -197,13 +212,19 @@ SPACE_DROPPED_HOOKS: list[Any] = []
 def _check_index_params(space: str, m: int, ef_construction: int, ef_search: int) -> None:
     if not (isinstance(m, int) and 2 <= m <= 100):
         raise errors.InvalidArgument(f"space {space!r}: m must be from 2 to 100, not {m!r}")
-    if not (isinstance(ef_construction, int) and 4 <= ef_construction <= 1000 and ef_construction >= 2 * m):
+    if not (
+        isinstance(ef_construction, int)
+        and 4 <= ef_construction <= 1000
+        and ef_construction >= 2 * m
+    ):
         raise errors.InvalidArgument(
             f"space {space!r}: ef_construction must be from 4 to 1000 and at least 2*m,"
             f" not {ef_construction!r}"
         )
     if not (isinstance(ef_search, int) and 1 <= ef_search <= 1000):
-        raise errors.InvalidArgument(f"space {space!r}: ef_search must be from 1 to 1000, not {ef_search!r}")
+        raise errors.InvalidArgument(
+            f"space {space!r}: ef_search must be from 1 to 1000, not {ef_search!r}"
+        )
 
 
 def _add_partition(cur: psycopg.Cursor[Any], tables: storage.SpaceTables, name: str) -> int:

@@ -61,9 +61,7 @@ def head_revision() -> str | None:
 
 
 def current_revision(conn: psycopg.Connection) -> str | None:
-    row = conn.execute(
-        "SELECT to_regclass('embeddinghub.alembic_version') IS NOT NULL"
-    ).fetchone()
+    row = conn.execute("SELECT to_regclass('embeddinghub.alembic_version') IS NOT NULL").fetchone()
     if not row or not row[0]:
         return None
     got = conn.execute("SELECT version_num FROM embeddinghub.alembic_version").fetchone()

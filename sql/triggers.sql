@@ -6,7 +6,10 @@
 --  * a row committed in an earlier snapshot (version < head) is copied to the space's
 --    history table before it is updated or deleted, so every snapshot stays readable.
 -- Writers hold the space's advisory lock in shared mode; snapshot() takes it exclusively,
--- so a snapshot never lands between a writer reading head and committing.
+-- so a snapshot never lands between a writer reading head and committing. The statement
+-- trigger takes it before the first row is touched: an UPDATE or DELETE locks each row
+-- before its row trigger runs, and a writer holding a row lock while waiting for the space
+-- lock would deadlock with a rollback that holds the space lock and rewrites that row.
 -- SECURITY DEFINER: writers need no privilege on the history table; the function reads
 -- only the catalog row of its own space and writes only that space's history.
 
@@ -20,7 +23,15 @@ DECLARE
     space record;
 BEGIN
     PERFORM pg_advisory_xact_lock_shared(embeddinghub.space_lock_key(), sid);
-    SELECT name, head_version, frozen INTO space FROM embeddinghub.spaces WHERE id = sid;
+    IF current_setting('transaction_isolation') = 'read committed' THEN
+        SELECT name, head_version, frozen INTO space FROM embeddinghub.spaces WHERE id = sid;
+    ELSE
+        -- A repeatable-read snapshot may predate a snapshot() or freeze() that committed
+        -- before this writer got the lock; stamping that stale head would put the row in a
+        -- version already recorded. FOR SHARE raises a serialization failure instead.
+        SELECT name, head_version, frozen INTO space FROM embeddinghub.spaces WHERE id = sid
+            FOR SHARE;
+    END IF;
     IF space.frozen THEN
         RAISE EXCEPTION 'space "%" is frozen: writes are refused', space.name
             USING ERRCODE = 'EHFRZ';
@@ -42,6 +53,16 @@ BEGIN
     NEW.version := space.head_version;
     NEW.updated_at := now();
     RETURN NEW;
+END
+$$;
+
+-- Statement trigger of every space table (parent and each partition): the shared space
+-- lock, taken before any row is locked (see the top of this file).
+CREATE OR REPLACE FUNCTION embeddinghub.on_write_statement() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock_shared(embeddinghub.space_lock_key(), TG_ARGV[0]::integer);
+    RETURN NULL;
 END
 $$;
 

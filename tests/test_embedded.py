@@ -29,7 +29,9 @@ def home() -> Iterator[Path]:
 def run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, **env, "PYTHONWARNINGS": "ignore"},
     )
 
@@ -88,15 +90,21 @@ def test_two_processes_share_one_home(home: Path) -> None:
     """
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "EMBEDDINGHUB_HOME": str(shared), "PYTHONWARNINGS": "ignore",
-                 "EMBEDDINGHUB_DSN": ""},
+            [sys.executable, "-c", textwrap.dedent(code)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={
+                **os.environ,
+                "EMBEDDINGHUB_HOME": str(shared),
+                "PYTHONWARNINGS": "ignore",
+                "EMBEDDINGHUB_DSN": "",
+            },
         )
         for _ in range(2)
     ]
     outs = [p.communicate(timeout=120) for p in procs]
-    for proc, (out, err) in zip(procs, outs, strict=True):
+    for proc, (_out, err) in zip(procs, outs, strict=True):
         assert proc.returncode == 0, err
     dirs = {o.split()[0] for o, _ in outs}
     assert len(dirs) == 1  # one server, one data directory
@@ -113,8 +121,12 @@ def test_config_connects_to_a_server(dsn: str) -> None:
     from psycopg.conninfo import conninfo_to_dict
 
     params = conninfo_to_dict(dsn)
-    config = eh.Config(host=str(params.get("host", "localhost")), port=int(params.get("port", 5432)),
-                       user=str(params.get("user")), password=params.get("password") or None,  # type: ignore[arg-type]
-                       database=str(params.get("dbname")))
+    config = eh.Config(
+        host=str(params.get("host", "localhost")),
+        port=int(str(params.get("port", 5432))),
+        user=str(params.get("user")),
+        password=params.get("password") or None,  # type: ignore[arg-type]
+        database=str(params.get("dbname")),
+    )
     with eh.connect(config) as hub:
         assert hub.execute("SELECT 1")[0][0] == 1

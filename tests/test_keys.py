@@ -117,8 +117,14 @@ def test_hostile_keys_are_stored_faithfully(space: eh.Space, key: str) -> None:
 
 @pytest.mark.parametrize(
     ("key", "message"),
-    [("", "empty"), ("k" * 10_000, "longer than"), ("nul\x00byte", "NUL"), (42, "strings"),
-     (None, "strings"), ("\udcff", "UTF-8")],
+    [
+        ("", "empty"),
+        ("k" * 10_000, "longer than"),
+        ("nul\x00byte", "NUL"),
+        (42, "strings"),
+        (None, "strings"),
+        ("\udcff", "UTF-8"),
+    ],
 )
 def test_bad_keys_write_nothing(space: eh.Space, key: object, message: str) -> None:
     with pytest.raises(eh.InvalidArgument, match=message):
@@ -128,9 +134,7 @@ def test_bad_keys_write_nothing(space: eh.Space, key: object, message: str) -> N
     assert len(space) == 0
 
 
-@pytest.mark.parametrize(
-    "vector", [[1, 2, 3], [1, 2, 3, 4, 5], [[1, 2, 3, 4]], [], 7.0]
-)
+@pytest.mark.parametrize("vector", [[1, 2, 3], [1, 2, 3, 4, 5], [[1, 2, 3, 4]], [], 7.0])
 def test_wrong_dims(space: eh.Space, vector: object) -> None:
     with pytest.raises(eh.DimensionMismatch, match=space.name):
         space.set("a", vector)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from psycopg import sql
 
 import embeddinghub as eh
 
@@ -39,8 +40,14 @@ def test_matches_exact_search(make_space, metric: str, dtype: str) -> None:  # t
 
 
 def test_by_key_excludes_the_key(space: eh.Space) -> None:
-    space.multiset({"apple": [1, 0, 0, 0], "orange": [1, 1, 0, 0], "potato": [0, 1, 0, 0],
-                    "chicken": [-1, -1, 0, 0]})
+    space.multiset(
+        {
+            "apple": [1, 0, 0, 0],
+            "orange": [1, 1, 0, 0],
+            "potato": [0, 1, 0, 0],
+            "chicken": [-1, -1, 0, 0],
+        }
+    )
     got = space.nearest_neighbors(2, key="apple")
     assert [h.key for h in got] == ["orange", "potato"]
     assert got[0].partition == "default" and got[0].distance == pytest.approx(1.0)
@@ -108,10 +115,8 @@ def test_ef_search_per_call_and_per_space(space: eh.Space) -> None:
 def test_search_uses_the_hnsw_index(hub: eh.Hub, make_space) -> None:  # type: ignore[no-untyped-def]
     space = make_space(dims=4, metric="cosine")
     space.multiset({f"k{i}": np.random.default_rng(i).normal(size=4) for i in range(50)})
-    rows = hub.execute(
-        f"EXPLAIN SELECT key FROM embeddinghub_data.s{space.id}"
-        " ORDER BY embedding <=> '[1,0,0,0]' LIMIT 5"
-    )
+    query = sql.SQL("EXPLAIN SELECT key FROM {} ORDER BY embedding <=> '[1,0,0,0]' LIMIT 5")
+    rows = hub.execute(query.format(space.tables.live))
     plan = "\n".join(r[0] for r in rows)
     assert "hnsw" in plan.lower() or "Index Scan" in plan
 

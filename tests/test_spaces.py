@@ -10,10 +10,16 @@ from embeddinghub import migrate
 
 
 def test_create_get_list_delete(hub: eh.Hub) -> None:
-    space = hub.create_space("spaces_crud", dims=8, metric="cosine", dtype="float16",
-                             description="docs")
+    space = hub.create_space(
+        "spaces_crud", dims=8, metric="cosine", dtype="float16", description="docs"
+    )
     try:
-        assert (space.name, space.dims, space.metric, space.dtype) == ("spaces_crud", 8, "cosine", "float16")
+        assert (space.name, space.dims, space.metric, space.dtype) == (
+            "spaces_crud",
+            8,
+            "cosine",
+            "float16",
+        )
         again = hub.get_space("spaces_crud")
         assert again.id == space.id and again.description == "docs"
         assert "spaces_crud" in [s["name"] for s in hub.list_spaces()]
@@ -39,8 +45,20 @@ def test_delete_drops_tables(hub: eh.Hub) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["", "a b", "x'; DROP TABLE embeddinghub.spaces; --", 'quote"d', "ünïcode", "a" * 64,
-     "-lead", ".lead", "semi;colon", "new\nline", 42, None],
+    [
+        "",
+        "a b",
+        "x'; DROP TABLE embeddinghub.spaces; --",
+        'quote"d',
+        "ünïcode",
+        "a" * 64,
+        "-lead",
+        ".lead",
+        "semi;colon",
+        "new\nline",
+        42,
+        None,
+    ],
 )
 def test_hostile_space_names_are_refused(hub: eh.Hub, name: object) -> None:
     before = len(hub.list_spaces())
@@ -84,7 +102,8 @@ def test_tables_are_named_from_the_id_not_the_name(hub: eh.Hub, make_space) -> N
     space = make_space()
     rows = hub.execute(
         "SELECT tablename FROM pg_tables WHERE schemaname = 'embeddinghub_data'"
-        " AND tablename LIKE %s", (f"s{space.id}%",)
+        " AND tablename LIKE %s",
+        (f"s{space.id}%",),
     )
     assert rows and all(space.name not in r[0] for r in rows)
 
@@ -96,8 +115,10 @@ def test_migrations_are_at_head_and_idempotent(hub: eh.Hub, dsn: str) -> None:
 
 
 def test_catalog_has_room_for_later_features(hub: eh.Hub) -> None:
-    tables = {r[0] for r in hub.execute(
-        "SELECT tablename FROM pg_tables WHERE schemaname = 'embeddinghub'")}
+    tables = {
+        r[0]
+        for r in hub.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'embeddinghub'")
+    }
     assert {"spaces", "partitions", "versions", "grants", "alembic_version"} <= tables
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from .base import main
-
 # Importing a module registers its commands on `main`.
-from . import server as _server  # noqa: E402,F401
-from . import spaces as _spaces  # noqa: E402,F401
-from . import data as _data  # noqa: E402,F401
-from . import partitions as _partitions  # noqa: E402,F401
-from . import versions as _versions  # noqa: E402,F401
-from . import acl as _acl  # noqa: E402,F401
+from . import acl as _acl  # noqa: F401
+from . import data as _data  # noqa: F401
+from . import partitions as _partitions  # noqa: F401
+from . import server as _server  # noqa: F401
+from . import spaces as _spaces  # noqa: F401
+from . import versions as _versions  # noqa: F401
+from .base import main
 
 __all__ = ["main"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -13,6 +14,7 @@ from typing import Any, TypeVar
 
 import click
 import numpy as np
+import psycopg
 
 import embeddinghub as eh
 
@@ -28,6 +30,11 @@ class State:
         if self._hub is None:
             self._hub = eh.connect(self.dsn or None)
         return self._hub
+
+    def close(self) -> None:
+        if self._hub is not None:
+            self._hub.close()
+            self._hub = None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -45,6 +52,7 @@ def main(ctx: click.Context, dsn: str | None) -> None:
     Example: embeddinghub space create items --dims 384 --metric cosine
     """
     ctx.obj = State(dsn)
+    ctx.call_on_close(ctx.obj.close)
 
 
 def hub_from(ctx: click.Context) -> eh.Hub:
@@ -62,6 +70,11 @@ def handle_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except eh.EmbeddingHubError as exc:
             raise click.ClickException(str(exc)) from None
+        except BrokenPipeError:  # the reader went away (`| head`): stop quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise SystemExit(1) from None
+        except psycopg.Error as exc:  # a database error no module translated
+            raise click.ClickException(f"database error: {exc}".splitlines()[0]) from None
         except (OSError, ValueError) as exc:
             raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
 
@@ -69,7 +82,7 @@ def handle_errors(fn: F) -> F:
 
 
 def output_options(fn: F) -> F:
-    """`--json` / `--table` on every read command (table is the default on a terminal)."""
+    """`--json` / `--table` on every read command (a table is the default)."""
     fn = click.option("--table", "fmt", flag_value="table", help="Output a table.")(fn)
     fn = click.option("--json", "fmt", flag_value="json", help="Output JSON.")(fn)
     return fn
@@ -92,11 +105,18 @@ def _jsonable(value: Any) -> Any:
 
 
 def emit(data: Any, fmt: str | None, columns: Sequence[str] | None = None) -> None:
-    """Print rows (list of dicts) or one record (dict) as JSON or as a table."""
+    """Print rows (list of dicts) or one record (dict) as JSON or as a table.
+
+    One record prints as a two-column table, one field per line.
+    """
     if fmt == "json":
         click.echo(json.dumps(_jsonable(data), indent=2, ensure_ascii=False))
         return
-    rows = [data] if isinstance(data, dict) else list(data)
+    if isinstance(data, dict):
+        fields = list(columns or data.keys())
+        data = [{"field": f, "value": data.get(f)} for f in fields]
+        columns = ["field", "value"]
+    rows = list(data)
     if not rows:
         click.echo("(none)")
         return
@@ -115,6 +135,8 @@ def _cell(value: Any) -> str:
         return ""
     if isinstance(value, float):
         return f"{value:.6g}"
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return ", ".join(value)  # names (partitions, roles) in full
     if isinstance(value, list) and len(value) > 8:
         head = ", ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in value[:6])
         return f"[{head}, ... ({len(value)})]"
@@ -125,8 +147,11 @@ def _cell(value: Any) -> str:
 
 @contextmanager
 def progress(total: int, label: str, silent: bool) -> Iterator[Callable[[int], None]]:
-    """A click progress bar fed with absolute counts; `--silent` turns it off."""
-    if silent:
+    """A click progress bar fed with absolute counts; `--silent` turns it off.
+
+    Shown only when stderr is a terminal, so logs and pipes stay clean.
+    """
+    if silent or not sys.stderr.isatty():
         yield lambda done: None
         return
     with click.progressbar(length=total, label=label, file=sys.stderr) as bar:

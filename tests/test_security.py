@@ -1,0 +1,591 @@
+"""Attacks on access control, run as non-superuser LOGIN roles over raw psycopg connections
+(and a few through psql): what a role was not granted, it cannot read, change, copy, call,
+view, time-travel to, or find in the catalog, by any route.
+
+The world (module-scoped): spaces A (partitions default, p1, p2) and B, each with a
+snapshot and history rows, and these roles:
+    ta    write on all of A           tb    read on all of B
+    pr    read on A, partition p1     pw    write on A, partition p1
+    adm   admin on A                  padm  admin on A, partition p1
+    nobody  no grant at all
+Every attack runs in a transaction that is rolled back, so none can disturb the next.
+ATTACKS below is the table of attack queries; the tests after it add the attacks that need
+more than one statement (leaky functions, prepared statements, psql, revoke timing, hostile
+names). `attack_count()` counts them all.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import psycopg
+import pytest
+from psycopg import sql
+
+import embeddinghub as eh
+from embeddinghub import errors
+from embeddinghub.acl import role_dsn
+
+ROLES = ("ta", "tb", "pr", "pw", "adm", "padm", "nobody")
+
+# (id, role, SQL template, expectation). Placeholders: {A} {B} live tables, {A_hist}
+# {B_hist} history tables, {A_view} {B_view} BI views, {A_part_<p>} {B_part_default}
+# partition tables, {A_name} {B_name} space names as literals, {A_id} {B_id} space ids,
+# {A_v1} {B_v1} the snapshot versions, {tb} {pr} ... role identifiers, {tb_lit} a literal.
+# Expectations: "denied" (SQLSTATE 42501), "state:X|Y" (one of those SQLSTATEs), "none" (no
+# rows, nothing changed), "keys:a,b" (the first column holds exactly these values),
+# "value:<python literal>" (exactly these rows).
+ATTACKS: list[tuple[str, str, str, str]] = [
+    # -- a tenant against another tenant's space -------------------------------------------
+    ("select-live", "ta", "SELECT key FROM {B}", "denied"),
+    ("select-history", "ta", "SELECT key FROM {B_hist}", "denied"),
+    ("select-partition-table", "ta", "SELECT key FROM {B_part_default}", "denied"),
+    ("select-count", "ta", "SELECT count(*) FROM {B}", "denied"),
+    ("update", "ta", "UPDATE {B} SET metadata = '{{}}'", "denied"),
+    ("delete", "ta", "DELETE FROM {B}", "denied"),
+    ("insert", "ta", "INSERT INTO {B} (partition, key, embedding) VALUES ('default', 'evil', '[1,1,1]')",
+     "denied"),
+    ("truncate", "ta", "TRUNCATE {B}", "denied"),
+    ("copy-to", "ta", "COPY {B} TO STDOUT", "denied"),
+    ("copy-query-to", "ta", "COPY (SELECT * FROM {B}) TO STDOUT", "denied"),
+    ("copy-history-to", "ta", "COPY {B_hist} TO STDOUT", "denied"),
+    ("lock", "ta", "LOCK TABLE {B} IN ACCESS SHARE MODE", "denied"),
+    ("view", "ta", "SELECT key, embedding FROM {B_view}", "denied"),
+    ("overview", "ta", "SELECT name FROM embeddinghub.spaces_overview WHERE name = {B_name}", "none"),
+    ("catalog-spaces", "ta", "SELECT name FROM embeddinghub.spaces WHERE id = {B_id}", "none"),
+    ("catalog-partitions", "ta", "SELECT name FROM embeddinghub.partitions WHERE space_id = {B_id}",
+     "none"),
+    ("catalog-versions", "ta", "SELECT number FROM embeddinghub.versions WHERE space_id = {B_id}",
+     "none"),
+    ("catalog-grants", "ta", "SELECT role FROM embeddinghub.grants WHERE space_id = {B_id}", "none"),
+    ("my-grants", "ta", "SELECT role FROM embeddinghub.my_grants WHERE space_id = {B_id}", "none"),
+    ("fn-nearest", "ta", "SELECT * FROM embeddinghub.nearest_neighbors({B_name}, '[1,0,0]', 5)",
+     "state:EHNSP"),
+    ("fn-nearest-of", "ta", "SELECT * FROM embeddinghub.nearest_neighbors_of({B_name}, 'b1', 5)",
+     "state:EHNSP"),
+    ("fn-get", "ta", "SELECT embeddinghub.get({B_name}, 'b1')", "state:EHNSP"),
+    ("fn-average", "ta", "SELECT embeddinghub.average({B_name}, ARRAY['b1'])", "state:EHNSP"),
+    ("fn-as-of", "ta", "SELECT key FROM embeddinghub.as_of({B_name}, {B_v1})", "state:EHNSP"),
+    ("fn-diff", "ta", "SELECT key FROM embeddinghub.diff({B_name}, {B_v1})", "state:EHNSP"),
+    ("fn-list-versions", "ta", "SELECT * FROM embeddinghub.list_versions({B_name})", "state:EHNSP"),
+    ("fn-snapshot", "ta", "SELECT embeddinghub.snapshot({B_name})", "state:EHNSP"),
+    ("fn-rollback", "ta", "SELECT embeddinghub.rollback({B_name}, {B_v1})", "state:EHNSP"),
+    ("fn-freeze", "ta", "SELECT embeddinghub.freeze({B_name})", "state:EHNSP"),
+    ("fn-has-access", "ta", "SELECT embeddinghub.has_access({B_name})", "value:[(False,)]"),
+    ("fn-space-stats", "ta", "SELECT * FROM embeddinghub.space_stats({B_id})", "value:[(None, None)]"),
+    ("grant-self", "ta",
+     "INSERT INTO embeddinghub.grants (space_id, role, privilege) VALUES ({B_id}, current_user, 'read')",
+     "denied"),
+    ("revoke-others", "ta", "DELETE FROM embeddinghub.grants WHERE space_id = {B_id}", "denied"),
+    ("unfreeze", "ta", "UPDATE embeddinghub.spaces SET frozen = false", "denied"),
+    ("disable-rls", "ta", "ALTER TABLE {B} DISABLE ROW LEVEL SECURITY", "denied"),
+    ("no-force-rls", "ta", "ALTER TABLE {B} NO FORCE ROW LEVEL SECURITY", "denied"),
+    ("drop-policy", "ta", "DROP POLICY eh_owner ON {B}", "denied"),
+    ("create-policy", "ta", "CREATE POLICY evil ON {B} USING (true)", "denied"),
+    ("grant-table", "ta", "GRANT SELECT ON {B} TO PUBLIC", "denied"),
+    ("drop-table", "ta", "DROP TABLE {B}", "denied"),
+    ("alter-view", "ta", "ALTER VIEW {B_view} RENAME TO stolen", "denied"),
+    ("fn-sync-privileges", "ta", "SELECT embeddinghub.sync_privileges({B_id}, current_user)", "denied"),
+    ("fn-secure-space", "ta", "SELECT embeddinghub.secure_space({B_id})", "denied"),
+    ("fn-secure-table", "ta", "SELECT embeddinghub.secure_space_table('{B_qualified}'::regclass)",
+     "denied"),
+    ("fn-create-view", "ta", "SELECT embeddinghub.create_space_view({B_id})", "denied"),
+    ("set-role", "ta", "SET ROLE {tb}", "denied"),
+    # SECURITY DEFINER trigger functions must not be attachable elsewhere: on_row_write on a
+    # temp table of one's own would write B's history as the catalog owner.
+    ("definer-trigger-row-write", "ta",
+     "CREATE TEMP TABLE t (partition text, key text, embedding vector, metadata jsonb,"
+     " version bigint, updated_at timestamptz);"
+     " CREATE TRIGGER t BEFORE UPDATE ON t FOR EACH ROW"
+     " EXECUTE FUNCTION embeddinghub.on_row_write('{B_id}')", "denied"),
+    ("definer-trigger-grants", "ta",
+     "CREATE TEMP TABLE g (LIKE embeddinghub.grants);"
+     " CREATE TRIGGER g AFTER INSERT ON g FOR EACH ROW"
+     " EXECUTE FUNCTION embeddinghub.on_grant_change()", "denied"),
+    # -- a partition reader (p1 of A) against the rest of A --------------------------------------
+    ("select-live", "pr", "SELECT key FROM {A}", "keys:x2"),
+    ("select-other-partition", "pr", "SELECT key FROM {A} WHERE partition = 'default'", "none"),
+    ("select-history", "pr", "SELECT key FROM {A_hist}", "keys:x1"),
+    ("select-partition-table", "pr", "SELECT key FROM {A_part_default}", "denied"),
+    ("select-own-partition-table", "pr", "SELECT key FROM {A_part_p1}", "denied"),
+    ("copy-to", "pr", "COPY (SELECT key FROM {A}) TO STDOUT", "keys:x2"),
+    ("copy-history-to", "pr", "COPY {A_hist} (key) TO STDOUT", "keys:x1"),
+    ("view", "pr", "SELECT key FROM {A_view}", "keys:x2"),
+    ("fn-nearest", "pr", "SELECT key FROM embeddinghub.nearest_neighbors({A_name}, '[1,0,0]', 10)",
+     "keys:x2"),
+    ("fn-nearest-other-partition", "pr",
+     "SELECT key FROM embeddinghub.nearest_neighbors({A_name}, '[1,0,0]', 10, 'default')",
+     "state:EHARG"),
+    ("fn-nearest-of-hidden-key", "pr",
+     "SELECT key FROM embeddinghub.nearest_neighbors_of({A_name}, 'a1', 5)", "state:EHKEY"),
+    ("fn-get-hidden-key", "pr", "SELECT embeddinghub.get({A_name}, 'a1')", "state:EHKEY"),
+    ("fn-average-hidden-key", "pr", "SELECT embeddinghub.average({A_name}, ARRAY['a1'])",
+     "state:EHKEY"),
+    ("fn-as-of", "pr", "SELECT key FROM embeddinghub.as_of({A_name}, {A_v1})", "keys:x1,x2"),
+    ("fn-diff", "pr", "SELECT key FROM embeddinghub.diff({A_name}, {A_v1})", "keys:x1"),
+    ("catalog-partitions", "pr", "SELECT name FROM embeddinghub.partitions WHERE space_id = {A_id}",
+     "keys:p1"),
+    ("catalog-grants", "pr", "SELECT role FROM embeddinghub.grants WHERE space_id = {A_id}",
+     "keys:{pr_name}"),
+    ("overview-rows", "pr", "SELECT rows FROM embeddinghub.spaces_overview WHERE name = {A_name}",
+     "value:[(1,)]"),
+    ("update", "pr", "UPDATE {A} SET metadata = '{{}}'", "denied"),
+    ("delete", "pr", "DELETE FROM {A}", "denied"),
+    ("insert-own-partition", "pr",
+     "INSERT INTO {A} (partition, key, embedding) VALUES ('p1', 'evil', '[1,1,1]')", "denied"),
+    ("row-security-off", "pr", "SET LOCAL row_security = off; SELECT key FROM {A}", "denied"),
+    ("fn-snapshot", "pr", "SELECT embeddinghub.snapshot({A_name})", "denied"),
+    ("grant", "pr",
+     "INSERT INTO embeddinghub.grants (space_id, partition, role, privilege)"
+     " VALUES ({A_id}, 'p1', {tb_lit}, 'read')", "denied"),
+    # -- a partition writer (p1 of A) ----------------------------------------------------------
+    ("insert-other-partition", "pw",
+     "INSERT INTO {A} (partition, key, embedding) VALUES ('default', 'evil', '[1,1,1]')", "denied"),
+    ("insert-p2", "pw", "INSERT INTO {A} (partition, key, embedding) VALUES ('p2', 'evil', '[1,1,1]')",
+     "denied"),
+    ("upsert-other-partition", "pw",
+     "INSERT INTO {A} (partition, key, embedding) VALUES ('default', 'a1', '[1,1,1]')"
+     " ON CONFLICT (partition, key) DO UPDATE SET metadata = '{{\"pwned\": true}}'", "denied"),
+    ("update-all", "pw", "UPDATE {A} SET metadata = '{{\"pw\": 1}}' RETURNING key", "keys:x2"),
+    ("delete-all", "pw", "DELETE FROM {A} RETURNING key", "keys:x2"),
+    ("move-row-out", "pw", "UPDATE {A} SET partition = 'default' WHERE key = 'x2'", "state:EHARG|42501"),
+    ("history-insert", "pw",
+     "INSERT INTO {A_hist} SELECT partition, 'evil', embedding, metadata, 0, 1, now() FROM {A}",
+     "denied"),
+    ("history-update", "pw", "UPDATE {A_hist} SET valid_to = 0", "denied"),
+    ("history-delete", "pw", "DELETE FROM {A_hist}", "denied"),
+    ("copy-from", "pw", "COPY {A} FROM STDIN", "state:0A000|42501"),
+    ("catalog-version-insert", "pw",
+     "INSERT INTO embeddinghub.versions (space_id, number) VALUES ({A_id}, 999)", "denied"),
+    ("catalog-head-bump", "pw", "UPDATE embeddinghub.spaces SET head_version = 1", "denied"),
+    ("fn-snapshot", "pw", "SELECT embeddinghub.snapshot({A_name})", "denied"),
+    ("fn-rollback", "pw", "SELECT embeddinghub.rollback({A_name}, {A_v1})", "denied"),
+    ("fn-prune", "pw", "SELECT embeddinghub.prune_versions({A_name}, 0)", "denied"),
+    ("fn-freeze", "pw", "SELECT embeddinghub.freeze({A_name})", "denied"),
+    ("grant", "pw",
+     "INSERT INTO embeddinghub.grants (space_id, partition, role, privilege)"
+     " VALUES ({A_id}, 'p1', {tb_lit}, 'read')", "denied"),
+    # -- a whole-space writer on its own space --------------------------------------------------
+    ("history-delete", "ta", "DELETE FROM {A_hist}", "denied"),
+    ("truncate-own", "ta", "TRUNCATE {A}", "denied"),
+    ("disable-rls-own", "ta", "ALTER TABLE {A} DISABLE ROW LEVEL SECURITY", "denied"),
+    ("grant-own", "ta",
+     "INSERT INTO embeddinghub.grants (space_id, role, privilege) VALUES ({A_id}, {tb_lit}, 'read')",
+     "denied"),
+    # -- an admin of A ----------------------------------------------------------------------
+    ("grant-other-space", "adm",
+     "INSERT INTO embeddinghub.grants (space_id, role, privilege) VALUES ({B_id}, current_user, 'admin')",
+     "denied"),
+    ("forged-granted-by", "adm",
+     "INSERT INTO embeddinghub.grants (space_id, role, privilege, granted_by)"
+     " VALUES ({A_id}, {tb_lit}, 'read', 'postgres')", "denied"),
+    ("update-grant", "adm", "UPDATE embeddinghub.grants SET privilege = 'admin'", "denied"),
+    ("revoke-other-space", "adm",
+     "DELETE FROM embeddinghub.grants WHERE space_id = {B_id} RETURNING id", "none"),
+    ("see-other-space-grants", "adm",
+     "SELECT role FROM embeddinghub.grants WHERE space_id = {B_id}", "none"),
+    ("grant-public", "adm",
+     "INSERT INTO embeddinghub.grants (space_id, role, privilege) VALUES ({A_id}, 'public', 'read')",
+     "state:EHARG"),
+    ("grant-pg-role", "adm",
+     "INSERT INTO embeddinghub.grants (space_id, role, privilege)"
+     " VALUES ({A_id}, 'pg_read_all_data', 'read')", "state:EHARG"),
+    ("grant-hostile-role-name", "adm",
+     "INSERT INTO embeddinghub.grants (space_id, role, privilege)"
+     " VALUES ({A_id}, 'x\"; DROP TABLE embeddinghub.spaces; --', 'read')", "state:EHARG"),
+    ("grant-missing-partition", "adm",
+     "INSERT INTO embeddinghub.grants (space_id, partition, role, privilege)"
+     " VALUES ({A_id}, 'p9', {tb_lit}, 'read')", "state:EHARG"),
+    ("disable-rls", "adm", "ALTER TABLE {A} DISABLE ROW LEVEL SECURITY", "denied"),
+    ("drop-table", "adm", "DROP TABLE {A}", "denied"),
+    ("drop-policy", "adm", "DROP POLICY eh_owner ON {A}", "denied"),
+    ("history-delete", "adm", "DELETE FROM {A_hist}", "denied"),
+    ("fn-snapshot", "adm", "SELECT embeddinghub.snapshot({A_name})", "denied"),
+    # -- an admin of partition p1 of A ---------------------------------------------------------
+    ("grant-whole-space", "padm",
+     "INSERT INTO embeddinghub.grants (space_id, role, privilege) VALUES ({A_id}, {tb_lit}, 'read')",
+     "denied"),
+    ("grant-other-partition", "padm",
+     "INSERT INTO embeddinghub.grants (space_id, partition, role, privilege)"
+     " VALUES ({A_id}, 'p2', {tb_lit}, 'read')", "denied"),
+    ("revoke-whole-space-grant", "padm",
+     "DELETE FROM embeddinghub.grants WHERE space_id = {A_id} AND partition IS NULL RETURNING id",
+     "none"),
+    ("see-whole-space-grants", "padm",
+     "SELECT role FROM embeddinghub.grants WHERE space_id = {A_id} AND partition IS NULL", "none"),
+    ("read-other-partition", "padm", "SELECT key FROM {A} WHERE partition <> 'p1'", "none"),
+    # -- a role with no grant at all --------------------------------------------------------------
+    ("select-live", "nobody", "SELECT key FROM {A}", "denied"),
+    ("copy-to", "nobody", "COPY {A} TO STDOUT", "denied"),
+    ("view", "nobody", "SELECT key FROM {A_view}", "denied"),
+    ("catalog-spaces", "nobody", "SELECT name FROM embeddinghub.spaces", "none"),
+    ("catalog-partitions", "nobody", "SELECT name FROM embeddinghub.partitions", "none"),
+    ("catalog-versions", "nobody", "SELECT number FROM embeddinghub.versions", "none"),
+    ("catalog-grants", "nobody", "SELECT role FROM embeddinghub.grants", "none"),
+    ("overview", "nobody", "SELECT name FROM embeddinghub.spaces_overview", "none"),
+    ("fn-nearest", "nobody", "SELECT * FROM embeddinghub.nearest_neighbors({A_name}, '[1,0,0]')",
+     "state:EHNSP"),
+    ("fn-as-of", "nobody", "SELECT key FROM embeddinghub.as_of({A_name}, {A_v1})", "state:EHNSP"),
+]
+
+# Attacks made by the tests after ATTACKS (test name -> attempts), counted as they are sent.
+EXTRA_ATTACKS = {
+    "test_leaky_function_sees_only_admitted_rows": 1,
+    "test_revoke_takes_effect_for_new_transactions": 4,
+    "test_psql_attacks_fail": 4,
+    "test_sql_injection_in_arguments_is_inert": 4,
+    "test_hostile_role_names_are_refused": 28,  # 13 names x (create_role, grant) + 2
+    "test_tricky_but_valid_names_work_end_to_end": 4,  # hostile space names
+    "test_python_api_as_a_tenant": 6,
+    "test_python_api_as_a_partition_writer": 2,
+}
+
+
+def attack_count() -> int:
+    return len(ATTACKS) + sum(EXTRA_ATTACKS.values())
+
+
+@dataclass
+class World:
+    a: eh.Space
+    b: eh.Space
+    names: dict[str, str]  # placeholder -> SQL text
+    roles: dict[str, Any]
+    conns: dict[str, psycopg.Connection[Any]] = field(default_factory=dict)
+
+    def sql(self, template: str) -> str:
+        return template.format(**self.names)
+
+
+def _ident(conn: psycopg.Connection[Any], *parts: str) -> str:
+    return sql.Identifier(*parts).as_string(conn)
+
+
+def _partition_table(hub: eh.Hub, space: eh.Space, name: str) -> str:
+    rows = hub.execute(
+        "SELECT id FROM embeddinghub.partitions WHERE space_id = %s AND name = %s", (space.id, name)
+    )
+    return _ident(hub.conn, "embeddinghub_data", f"s{space.id}_p{rows[0][0]}")
+
+
+@pytest.fixture(scope="module")
+def world(hub: eh.Hub, make_module_role: Any) -> Iterator[World]:
+    tag = uuid.uuid4().hex[:8]
+    a = hub.create_space(f"sec_a_{tag}", dims=3)
+    b = hub.create_space(f"sec_b_{tag}", dims=3)
+    try:
+        a.create_partition("p1")
+        a.create_partition("p2")
+        a.multiset(["a1", "a2"], [[1, 0, 0], [0, 1, 0]])
+        a.multiset(["x1", "x2"], [[1, 0, 0], [0, 0, 1]], partition="p1")
+        a.set("y1", [1, 1, 0], partition="p2")
+        b.multiset(["b1", "b2"], [[1, 0, 0], [0, 1, 0]])
+        a_v1 = hub.execute("SELECT embeddinghub.snapshot(%s)", (a.name,))[0][0]
+        b_v1 = hub.execute("SELECT embeddinghub.snapshot(%s)", (b.name,))[0][0]
+        a.set("a1", [0.9, 0.1, 0])  # old images go to history: (default, a1) and (p1, x1)
+        a.delete("x1", partition="p1")
+        b.set("b1", [0.5, 0.5, 0])
+
+        roles = {r: make_module_role(f"sec_{r}") for r in ROLES}
+        a.grant(roles["ta"].name, "write")
+        b.grant(roles["tb"].name, "read")
+        a.grant(roles["pr"].name, "read", partition="p1")
+        a.grant(roles["pw"].name, "write", partition="p1")
+        a.grant(roles["adm"].name, "admin")
+        a.grant(roles["padm"].name, "admin", partition="p1")
+
+        c = hub.conn
+        names: dict[str, str] = {
+            "A": _ident(c, "embeddinghub_data", f"s{a.id}"),
+            "B": _ident(c, "embeddinghub_data", f"s{b.id}"),
+            "B_qualified": f"embeddinghub_data.s{b.id}",
+            "A_hist": _ident(c, "embeddinghub_data", f"s{a.id}_history"),
+            "B_hist": _ident(c, "embeddinghub_data", f"s{b.id}_history"),
+            "A_view": _ident(c, "embeddinghub_views", a.name),
+            "B_view": _ident(c, "embeddinghub_views", b.name),
+            "A_part_default": _partition_table(hub, a, "default"),
+            "A_part_p1": _partition_table(hub, a, "p1"),
+            "B_part_default": _partition_table(hub, b, "default"),
+            "A_name": sql.Literal(a.name).as_string(c),
+            "B_name": sql.Literal(b.name).as_string(c),
+            "A_id": str(a.id),
+            "B_id": str(b.id),
+            "A_v1": str(a_v1),
+            "B_v1": str(b_v1),
+        }
+        for r, role in roles.items():
+            names[r] = _ident(c, role.name)
+            names[f"{r}_lit"] = sql.Literal(role.name).as_string(c)
+            names[f"{r}_name"] = role.name
+        w = World(a, b, names, roles)
+        w.conns = {r: role.connect() for r, role in roles.items()}
+        yield w
+    finally:
+        for space in (a, b):
+            if hub.has_space(space.name):
+                hub.delete_space(space.name)
+
+
+def _run(conn: psycopg.Connection[Any], text: str) -> list[tuple[Any, ...]]:
+    """Run `text` in a transaction that is always rolled back; COPY TO STDOUT included."""
+    with conn.transaction(force_rollback=True), conn.cursor() as cur:
+        if text.startswith("COPY") and "TO STDOUT" in text:
+            with cur.copy(text) as copy:
+                return [tuple(row) for row in copy.rows()]
+        if text.startswith("COPY") and "FROM STDIN" in text:
+            with cur.copy(text) as copy:
+                copy.write_row(("default", "evil", "[1,1,1]", None, 1, "now"))
+            return []
+        cur.execute(text)
+        while cur.nextset():  # several statements: judge the last one's result
+            pass
+        if cur.description is None:
+            assert cur.rowcount <= 0, f"{cur.rowcount} rows changed"
+            return []
+        return cur.fetchall()
+
+
+def _check(world: World, role: str, template: str, expect: str) -> None:
+    text = world.sql(template)
+    conn = world.conns[role]
+    if expect == "denied" or expect.startswith("state:"):
+        states = ["42501"] if expect == "denied" else expect.removeprefix("state:").split("|")
+        with pytest.raises(psycopg.Error) as info:
+            _run(conn, text)
+        assert info.value.sqlstate in states, f"{info.value.sqlstate}: {info.value}"
+        return
+    rows = _run(conn, text)
+    if expect == "none":
+        assert rows == []
+    elif expect.startswith("keys:"):
+        want = {world.sql(k) for k in expect.removeprefix("keys:").split(",")}
+        assert {r[0] for r in rows} == want
+    elif expect.startswith("value:"):
+        assert rows == ast.literal_eval(expect.removeprefix("value:"))
+    else:
+        raise AssertionError(f"unknown expectation {expect!r}")
+
+
+@pytest.mark.parametrize(
+    ("role", "template", "expect"),
+    [a[1:] for a in ATTACKS],
+    ids=[f"{a[1]}-{a[0]}" for a in ATTACKS],
+)
+def test_attack(world: World, role: str, template: str, expect: str) -> None:
+    _check(world, role, template, expect)
+
+
+def test_attack_ids_are_unique() -> None:
+    ids = [f"{a[1]}-{a[0]}" for a in ATTACKS]
+    assert len(ids) == len(set(ids))
+    assert attack_count() >= 120
+
+
+# -- what the grants do allow (so the denials above are not vacuous) -------------------------------
+def test_grantees_reach_what_they_were_granted(world: World) -> None:
+    assert _run(world.conns["ta"], world.sql("SELECT key FROM {A} ORDER BY key")) == [
+        ("a1",), ("a2",), ("x2",), ("y1",)
+    ]
+    assert {r[0] for r in _run(world.conns["tb"], world.sql("SELECT key FROM {B}"))} == {"b1", "b2"}
+    assert {r[0] for r in _run(world.conns["tb"], world.sql("SELECT key FROM {B_hist}"))} == {"b1"}
+    as_of = world.sql("SELECT key FROM embeddinghub.as_of({A_name}, {A_v1})")
+    assert {r[0] for r in _run(world.conns["ta"], as_of)} == {"a1", "a2", "x1", "x2", "y1"}
+    # The partition writer really writes its partition, and the trigger still versions it.
+    rows = _run(
+        world.conns["pw"],
+        world.sql(
+            "INSERT INTO {A} (partition, key, embedding) VALUES ('p1', 'new', '[0,1,1]')"
+            " RETURNING key, version"
+        ),
+    )
+    assert rows[0][0] == "new" and rows[0][1] > int(world.names["A_v1"])
+    # Admins grant within their scope.
+    for admin, values in (
+        ("adm", "VALUES ({A_id}, NULL, {tb_lit}, 'read')"),
+        ("padm", "VALUES ({A_id}, 'p1', {tb_lit}, 'read')"),
+    ):
+        insert = "INSERT INTO embeddinghub.grants (space_id, partition, role, privilege) {values}"
+        rows = _run(world.conns[admin], world.sql(insert.format(values=values) + " RETURNING role"))
+        assert rows == [(world.roles["tb"].name,)]
+
+
+def test_admin_sees_every_grant_of_its_space(world: World) -> None:
+    query = world.sql("SELECT role FROM embeddinghub.grants WHERE space_id = {A_id}")
+    rows = _run(world.conns["adm"], query)
+    assert {r[0] for r in rows} == {world.roles[r].name for r in ("ta", "pr", "pw", "adm", "padm")}
+    rows = _run(world.conns["padm"], query)
+    assert {r[0] for r in rows} == {world.roles[r].name for r in ("pr", "pw", "padm")}
+
+
+# -- attacks that take more than one statement ------------------------------------------------------
+def test_leaky_function_sees_only_admitted_rows(world: World) -> None:
+    """A cheap non-leakproof function in WHERE would run before an ordinary filter; RLS
+    keeps the policy first, so it never sees a row the role may not read."""
+    conn = world.conns["pr"]
+    leaked: list[str] = []
+
+    def handler(diag: psycopg.errors.Diagnostic) -> None:
+        leaked.append(diag.message_primary or "")
+
+    conn.add_notice_handler(handler)
+    try:
+        rows = _run(
+            conn,
+            world.sql(
+                "CREATE FUNCTION pg_temp.leak(k text) RETURNS boolean LANGUAGE plpgsql COST 0.0001"
+                " AS $$ BEGIN RAISE NOTICE 'leak %', k; RETURN true; END $$;"
+                " SELECT key FROM {A} WHERE pg_temp.leak(key)"
+            ),
+        )
+    finally:
+        conn.remove_notice_handler(handler)
+    assert rows == [("x2",)]
+    assert leaked == ["leak x2"]
+
+
+def test_revoke_takes_effect_for_new_transactions(world: World, make_role: Any) -> None:
+    role = make_role("sec_rev")
+    world.b.grant(role.name, "read")
+    conn = role.connect()
+    query = world.sql("SELECT key FROM {B} ORDER BY key")
+    assert conn.execute(query, prepare=True).fetchall() == [("b1",), ("b2",)]
+    assert conn.execute(query, prepare=True).fetchall() == [("b1",), ("b2",)]
+    world.b.revoke(role.name)
+    # The same session and its prepared statement: refused from the next transaction on.
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute(query, prepare=True)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute(query)
+    assert conn.execute(
+        "SELECT count(*) FROM embeddinghub.spaces WHERE id = %s", (world.b.id,)
+    ).fetchone() == (0,)
+    with pytest.raises(psycopg.Error) as info:
+        conn.execute("SELECT * FROM embeddinghub.nearest_neighbors(%s, '[1,0,0]')", (world.b.name,))
+    assert info.value.sqlstate == "EHNSP"
+
+
+def test_psql_attacks_fail(world: World, psql: str) -> None:
+    role = world.roles["ta"]
+    for template in (
+        "SELECT key FROM {B}",
+        "COPY {B} TO STDOUT",
+        "SELECT * FROM embeddinghub.nearest_neighbors({B_name}, '[1,0,0]')",
+        "SELECT key FROM {B_view}",
+    ):
+        done = subprocess.run(
+            [psql, role.dsn, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", world.sql(template)],
+            env=role.env(), capture_output=True, text=True, timeout=30,
+        )
+        assert done.returncode != 0
+        assert done.stdout == ""
+        assert "permission denied" in done.stderr or "does not exist" in done.stderr
+
+
+def test_sql_injection_in_arguments_is_inert(world: World) -> None:
+    conn = world.conns["ta"]
+    hostile = [
+        "x'; DROP TABLE embeddinghub.spaces; --",
+        f'{world.a.name}" OR true --',
+        f"{world.b.name}' OR name = '{world.a.name}",
+    ]
+    for name in hostile:
+        with pytest.raises(psycopg.Error) as info:
+            conn.execute("SELECT * FROM embeddinghub.nearest_neighbors(%s, '[1,0,0]')", (name,))
+        assert info.value.sqlstate == "EHNSP"
+    with pytest.raises(psycopg.Error) as info:
+        conn.execute(
+            "SELECT * FROM embeddinghub.nearest_neighbors(%s, '[1,0,0]', 5, %s)",
+            (world.a.name, "p1' OR partition = 'default"),
+        )
+    assert info.value.sqlstate == "EHARG"
+    assert world.a.hub.has_space(world.a.name)
+
+
+def test_hostile_role_names_are_refused(hub: eh.Hub, world: World) -> None:
+    for name in ("x'; DROP ROLE postgres; --", 'a"b', "has space", "", "-x", ".x", "a" * 64,
+                 "public", "PUBLIC", "pg_monitor", "none", "current_user", "session_user"):
+        with pytest.raises(errors.InvalidArgument):
+            hub.create_role(name)
+        with pytest.raises(errors.InvalidArgument):
+            world.a.grant(name, "read")
+    with pytest.raises(errors.InvalidArgument):
+        world.a.grant(world.roles["tb"].name, "superuser")
+    with pytest.raises(errors.InvalidArgument, match="does not exist"):
+        world.a.grant(f"ghost_{uuid.uuid4().hex[:8]}", "read")
+
+
+def test_tricky_but_valid_names_work_end_to_end(hub: eh.Hub, make_role: Any, psql: str) -> None:
+    """Mixed case, dots and dashes: quoted everywhere (roles, views, policies), never lost."""
+    tag = uuid.uuid4().hex[:6]
+    space = hub.create_space(f"Mixed.Case-{tag}", dims=3)
+    try:
+        space.multiset(["k1", "k2"], [[1, 0, 0], [0, 1, 0]])
+        name = f"Role.Mixed-{tag}"
+        password = "pw-" + tag
+        hub.create_role(name, login=True, password=password)
+        try:
+            space.grant(name, "read")
+            role_conn = psycopg.connect(role_dsn(hub.dsn, name), password=password, autocommit=True)
+            with role_conn:
+                rows = role_conn.execute(
+                    sql.SQL("SELECT key FROM {} ORDER BY key").format(
+                        sql.Identifier("embeddinghub_views", space.name)
+                    )
+                ).fetchall()
+            assert rows == [("k1",), ("k2",)]
+            done = subprocess.run(
+                [psql, role_dsn(hub.dsn, name), "-X", "-A", "-t", "-c",
+                 sql.SQL("SELECT count(*) FROM {}").format(
+                     sql.Identifier("embeddinghub_views", space.name)).as_string(hub.conn)],
+                env={**os.environ, "PGPASSWORD": password}, capture_output=True, text=True,
+                timeout=30,
+            )
+            assert done.returncode == 0, done.stderr
+            assert done.stdout.strip() == "2"
+        finally:
+            hub.drop_role(name)
+    finally:
+        hub.delete_space(space.name)
+    for bad in ('x"; DROP TABLE embeddinghub.spaces; --', "a b", "../x", "x'y"):
+        with pytest.raises(errors.InvalidArgument):
+            hub.create_space(bad, dims=3)
+
+
+def test_python_api_as_a_tenant(world: World) -> None:
+    tenant = world.roles["ta"].hub()
+    names = {s["name"] for s in tenant.list_spaces()}
+    assert world.a.name in names and world.b.name not in names
+    with pytest.raises(errors.SpaceNotFound):
+        tenant.get_space(world.b.name)
+    assert not tenant.has_space(world.b.name)
+    a = tenant.get_space(world.a.name)
+    assert {n.key for n in a.nearest_neighbors(10, vector=[1, 0, 0])} == {"a1", "a2", "x2", "y1"}
+    with pytest.raises(errors.PermissionDenied):
+        a.grant(world.roles["tb"].name, "read")
+    with pytest.raises(errors.PermissionDenied):
+        a.snapshot()
+    with pytest.raises(errors.PermissionDenied):
+        a.create_partition("mine")
+
+
+def test_python_api_as_a_partition_writer(world: World) -> None:
+    writer = world.roles["pw"].hub()
+    a = writer.get_space(world.a.name)
+    assert [p["name"] for p in a.list_partitions()] == ["p1"]
+    with pytest.raises(errors.PartitionNotFound):
+        a.set("evil", [1, 1, 1])  # 'default' is not in its scope: not even visible
+    with pytest.raises(errors.PartitionNotFound):
+        a.set("evil", [1, 1, 1], partition="p2")
+    a.set("mine", np.array([0, 1, 1], dtype=np.float32), partition="p1")
+    try:
+        assert {n.key for n in a.nearest_neighbors(10, vector=[1, 0, 0])} == {"x2", "mine"}
+        assert len(a) == 2
+    finally:
+        a.delete("mine", partition="p1")
