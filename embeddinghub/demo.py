@@ -139,10 +139,7 @@ def run(hub: Hub, echo: Callable[[str], None] | None = None, space_name: str = S
     for title, key, partition in QUERIES:
         started = time.perf_counter()
         # The key lives in its section's partition; the search may span every partition.
-        home = section_of[key]
-        vector = space.get(key, partition=home)
-        found = space.nearest_neighbors(6, vector=vector, partition=partition)
-        hits = [h for h in found if (h.partition, h.key) != (home, key)][:5]
+        hits = space.nearest_neighbors(5, key=key, key_partition=section_of[key], partition=partition)
         ms = (time.perf_counter() - started) * 1000
         scope = f"partition {partition!r}" if partition else "all partitions"
         say("")

@@ -410,11 +410,13 @@ class Space:
         version: int | str | None = None,
         *,
         ef_search: int | None = None,
+        key_partition: str | None = None,
     ) -> list[Neighbor]:
         """The `num` nearest embeddings to `key`'s vector or to `vector`, closest first.
 
         With `key`, the key itself is left out. `partition` searches one partition's
-        own HNSW index; without it, all partitions are searched and merged.
+        own HNSW index; without it, all partitions are searched and merged. The key is
+        looked up in `key_partition` (default: `partition`, else the default partition).
         """
         results = self.multi_nearest_neighbors(
             num,
@@ -424,6 +426,7 @@ class Space:
             where=where,
             version=version,
             ef_search=ef_search,
+            key_partition=key_partition,
             _single=(key is None) == (vector is None),
         )
         return results[0]
@@ -438,6 +441,7 @@ class Space:
         version: int | str | None = None,
         *,
         ef_search: int | None = None,
+        key_partition: str | None = None,
         _single: bool = False,
     ) -> list[list[Neighbor]]:
         """Nearest neighbours of many keys or vectors, answered in one round trip."""
@@ -458,14 +462,16 @@ class Space:
         if version is not None:
             from .versions import search_at_version
 
-            return search_at_version(self, num, keys, vectors, partition, where, version, ef)
+            return search_at_version(
+                self, num, keys, vectors, partition, where, version, ef, key_partition
+            )
         part = None if partition is None else self._partition(partition)
         exclude: list[tuple[str, str] | None]
         if keys is not None:
             if isinstance(keys, str):
                 raise errors.InvalidArgument(f"space {self.name!r}: keys must be a list of keys")
             key_list = [check_key(self.name, k) for k in keys]
-            key_part = self._partition(partition)
+            key_part = self._partition(partition if key_partition is None else key_partition)
             matrix = self.multiget(key_list, partition=key_part)
             exclude = [(key_part, k) for k in key_list]
         else:
@@ -517,6 +523,7 @@ class Space:
         """A new list partition with its own HNSW index."""
         validate_name("partition", name)
         with translate(self.name), self.conn.transaction(), self.conn.cursor() as cur:
+            self._refuse_if_frozen(cur)
             cur.execute(
                 "SELECT 1 FROM embeddinghub.partitions WHERE space_id = %s AND name = %s",
                 (self.id, name),
@@ -526,6 +533,17 @@ class Space:
                     f"partition {name!r} already exists in space {self.name!r}"
                 )
             self._create_partition(cur, name)
+
+    def _refuse_if_frozen(self, cur: psycopg.Cursor[Any]) -> None:
+        """Partition DDL is no row write, so the row trigger cannot refuse it: check here,
+        holding the writers' lock so a concurrent freeze() waits for this transaction."""
+        cur.execute(
+            "SELECT pg_advisory_xact_lock_shared(embeddinghub.space_lock_key(), %s)", (self.id,)
+        )
+        cur.execute("SELECT frozen FROM embeddinghub.spaces WHERE id = %s", (self.id,))
+        row = cur.fetchone()
+        if row and row[0]:
+            raise errors.SpaceFrozen(self.name, "it is frozen: partitions cannot change")
 
     def _create_partition(self, cur: psycopg.Cursor[Any], name: str) -> None:
         from .hub import _add_partition
@@ -557,6 +575,7 @@ class Space:
                 " use delete_all(partition='default') to empty it"
             )
         with translate(self.name), self.conn.transaction(), self.conn.cursor() as cur:
+            self._refuse_if_frozen(cur)
             cur.execute(
                 "DELETE FROM embeddinghub.partitions WHERE space_id = %s AND name = %s RETURNING id",
                 (self.id, name),

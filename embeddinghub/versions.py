@@ -389,10 +389,12 @@ class AsOf:
         where: Mapping[str, Any] | None = None,
         *,
         ef_search: int | None = None,
+        key_partition: str | None = None,
     ) -> list[Neighbor]:
         """Nearest neighbours among this version's rows (see Space.nearest_neighbors)."""
         return self.space.nearest_neighbors(
-            num, key, vector, partition, where, version=self.number, ef_search=ef_search
+            num, key, vector, partition, where, version=self.number, ef_search=ef_search,
+            key_partition=key_partition,
         )
 
     def multi_nearest_neighbors(
@@ -404,9 +406,11 @@ class AsOf:
         where: Mapping[str, Any] | None = None,
         *,
         ef_search: int | None = None,
+        key_partition: str | None = None,
     ) -> list[list[Neighbor]]:
         return self.space.multi_nearest_neighbors(
-            num, keys, vectors, partition, where, version=self.number, ef_search=ef_search
+            num, keys, vectors, partition, where, version=self.number, ef_search=ef_search,
+            key_partition=key_partition,
         )
 
     # -- writes: a version is immutable -------------------------------------------------
@@ -437,6 +441,7 @@ def search_at_version(
     where: Mapping[str, Any] | None,
     version: VersionRef,
     ef: int,
+    key_partition: str | None = None,
 ) -> list[list[Neighbor]]:
     """Nearest neighbours at a version (Space.multi_nearest_neighbors has checked num/ef).
 
@@ -455,7 +460,7 @@ def search_at_version(
         if isinstance(keys, str):
             raise errors.InvalidArgument(f"space {space.name!r}: keys must be a list of keys")
         key_list = [check_key(space.name, k) for k in keys]
-        key_part = space._partition(partition)
+        key_part = space._partition(partition if key_partition is None else key_partition)
         matrix = view.multiget(key_list, partition=key_part)
         exclude = [(key_part, k) for k in key_list]
     else:

@@ -309,3 +309,31 @@ def test_cli_partition_commands(dsn: str, make_space: MakeSpace) -> None:
     for group in (["partition"], ["avg"], ["recommend"]):
         help_text = cli(*group, "--help").output
         assert "Example:" in help_text
+
+
+def test_frozen_space_refuses_partition_changes(make_space) -> None:  # type: ignore[no-untyped-def]
+    space = make_space(dims=2)
+    space.create_partition("empty")
+    space.freeze()
+    with pytest.raises(eh.SpaceFrozen, match="partitions cannot change"):
+        space.create_partition("new")
+    with pytest.raises(eh.SpaceFrozen, match="partitions cannot change"):
+        space.drop_partition("empty")
+    assert sorted(p["name"] for p in space.list_partitions()) == ["default", "empty"]
+
+
+def test_key_partition_searches_around_a_key_of_another_partition(make_space) -> None:  # type: ignore[no-untyped-def]
+    space = make_space(dims=2)
+    space.create_partition("a")
+    space.create_partition("b")
+    space.multiset({"q": [1, 0], "a1": [1, 0.1]}, partition="a")
+    space.multiset({"b1": [1, 0.05], "b2": [0, 1]}, partition="b")
+    everywhere = space.nearest_neighbors(2, key="q", key_partition="a")
+    assert [(h.partition, h.key) for h in everywhere] == [("b", "b1"), ("a", "a1")]
+    only_b = space.nearest_neighbors(5, key="q", key_partition="a", partition="b")
+    assert [h.key for h in only_b] == ["b1", "b2"]
+    version = space.snapshot()
+    at = space.as_of(version.number).nearest_neighbors(1, key="q", key_partition="a")
+    assert [h.key for h in at] == ["b1"]
+    with pytest.raises(eh.KeyNotFound, match="'q'.*partition 'b'"):
+        space.nearest_neighbors(1, key="q", key_partition="b")

@@ -201,17 +201,10 @@ def nn(
         raise errors.InvalidArgument("--key-partition goes with --key")
     space = hub_from(ctx).get_space(space_name)
     sp = space if at_version is None else space.as_of(parse_version(at_version))
-    if key is not None and key_partition is not None and key_partition != partition:
-        # Search around a key of one partition in another partition (or in all of them).
-        query = sp.get(key, partition=key_partition)
-        found = sp.nearest_neighbors(
-            num + 1, vector=query, partition=partition, where=filt, ef_search=ef_search
-        )
-        hits = [h for h in found if (h.partition, h.key) != (key_partition, key)][:num]
-    else:
-        hits = sp.nearest_neighbors(
-            num, key=key, vector=query, partition=partition, where=filt, ef_search=ef_search
-        )
+    hits = sp.nearest_neighbors(
+        num, key=key, vector=query, partition=partition, where=filt, ef_search=ef_search,
+        key_partition=key_partition,
+    )
     rows = [
         {"rank": i, "key": h.key, "partition": h.partition, "distance": h.distance,
          "metadata": h.metadata}
