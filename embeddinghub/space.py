@@ -466,30 +466,10 @@ class Space:
                 self, num, keys, vectors, partition, where, version, ef, key_partition
             )
         part = None if partition is None else self._partition(partition)
-        exclude: list[tuple[str, str] | None]
-        if keys is not None:
-            if isinstance(keys, str):
-                raise errors.InvalidArgument(f"space {self.name!r}: keys must be a list of keys")
-            key_list = [check_key(self.name, k) for k in keys]
-            key_part = self._partition(partition if key_partition is None else key_partition)
-            matrix = self.multiget(key_list, partition=key_part)
-            exclude = [(key_part, k) for k in key_list]
-        else:
-            matrix = self._matrix(vectors)
-            exclude = [None] * len(matrix)
-        conditions: list[sql.Composable] = []
-        params: dict[str, Any] = {"k": num + (1 if keys is not None else 0)}
-        if part is not None:
-            conditions.append(sql.SQL("partition = %(part)s"))
-            params["part"] = part
-        iterative = False
-        if where:
-            from .filters import compile_where
-
-            cond, fparams = compile_where(self.name, where)
-            conditions.append(cond)
-            params.update(fparams)
-            iterative = True
+        matrix, exclude, conditions, params = self._search_inputs(
+            num, keys, vectors, part, where, key_partition, self
+        )
+        iterative = bool(where)
         query = knn_query(self.tables, conditions=conditions)
         # pgvector's HNSW scan yields at most ef_search rows unless it scans iteratively.
         ef = min(EF_SEARCH_MAX, max(ef, params["k"]))
@@ -517,6 +497,43 @@ class Space:
                 for i, cur in zip(short, cursors, strict=True):
                     out[i] = _neighbors(cur.fetchall(), exclude[i], num)
         return out
+
+    def _search_inputs(
+        self,
+        num: int,
+        keys: Sequence[str] | None,
+        vectors: Any,
+        part: str | None,
+        where: Mapping[str, Any] | None,
+        key_partition: str | None,
+        reader: Any,
+    ) -> tuple[np.ndarray, list[tuple[str, str] | None], list[sql.Composable], dict[str, Any]]:
+        """Query vectors, the (partition, key) each query leaves out, and the WHERE conditions
+        with their parameters: shared by working-state and versioned searches. `reader`
+        (the space or a version of it) looks the query keys up."""
+        exclude: list[tuple[str, str] | None]
+        if keys is not None:
+            if isinstance(keys, str):
+                raise errors.InvalidArgument(f"space {self.name!r}: keys must be a list of keys")
+            key_list = [check_key(self.name, k) for k in keys]
+            key_part = self._partition(part if key_partition is None else key_partition)
+            matrix = reader.multiget(key_list, partition=key_part)
+            exclude = [(key_part, k) for k in key_list]
+        else:
+            matrix = self._matrix(vectors)
+            exclude = [None] * len(matrix)
+        conditions: list[sql.Composable] = []
+        params: dict[str, Any] = {"k": num + (1 if keys is not None else 0)}
+        if part is not None:
+            conditions.append(sql.SQL("partition = %(part)s"))
+            params["part"] = part
+        if where:
+            from .filters import compile_where
+
+            cond, fparams = compile_where(self.name, where)
+            conditions.append(cond)
+            params.update(fparams)
+        return matrix, exclude, conditions, params
 
     # -- partitions -------------------------------------------------------------------
     def create_partition(self, name: str) -> None:

@@ -455,28 +455,9 @@ def search_at_version(
 
     view = AsOf(space, version)
     part = None if partition is None else space._partition(partition)
-    exclude: list[tuple[str, str] | None]
-    if keys is not None:
-        if isinstance(keys, str):
-            raise errors.InvalidArgument(f"space {space.name!r}: keys must be a list of keys")
-        key_list = [check_key(space.name, k) for k in keys]
-        key_part = space._partition(partition if key_partition is None else key_partition)
-        matrix = view.multiget(key_list, partition=key_part)
-        exclude = [(key_part, k) for k in key_list]
-    else:
-        matrix = space._matrix(vectors)
-        exclude = [None] * len(matrix)
-    conditions: list[sql.Composable] = []
-    params: dict[str, Any] = {"k": num + (1 if keys is not None else 0)}
-    if part is not None:
-        conditions.append(sql.SQL("partition = %(part)s"))
-        params["part"] = part
-    if where:
-        from .filters import compile_where
-
-        cond, fparams = compile_where(space.name, where)
-        conditions.append(cond)
-        params.update(fparams)
+    matrix, exclude, conditions, params = space._search_inputs(
+        num, keys, vectors, part, where, key_partition, view
+    )
     n = sql.Literal(view.number)
     guard = _guard(space, view.number)
     t = space.tables

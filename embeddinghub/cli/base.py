@@ -129,6 +129,19 @@ def emit(data: Any, fmt: str | None, columns: Sequence[str] | None = None) -> No
         click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 
 
+def emit_neighbors(hits: Sequence[eh.Neighbor], fmt: str | None) -> None:
+    """Search results, ranked; the metadata column only when some hit has metadata."""
+    rows = [
+        {"rank": i, "key": h.key, "partition": h.partition, "distance": h.distance,
+         "metadata": h.metadata}
+        for i, h in enumerate(hits, start=1)
+    ]
+    columns = ["rank", "key", "partition", "distance"]
+    if any(h.metadata is not None for h in hits):
+        columns.append("metadata")
+    emit(rows, fmt, columns)
+
+
 def _cell(value: Any) -> str:
     value = _jsonable(value)
     if value is None:

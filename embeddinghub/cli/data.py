@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import errors, ingest
 from ..hub import DTYPES, METRICS
-from .base import emit, handle_errors, hub_from, main, output_options, progress
+from .base import emit, emit_neighbors, handle_errors, hub_from, main, output_options, progress
 from .versions import parse_version
 
 __all__ = ["demo_", "export", "get", "load", "nn", "parse_json"]
@@ -205,15 +205,7 @@ def nn(
         num, key=key, vector=query, partition=partition, where=filt, ef_search=ef_search,
         key_partition=key_partition,
     )
-    rows = [
-        {"rank": i, "key": h.key, "partition": h.partition, "distance": h.distance,
-         "metadata": h.metadata}
-        for i, h in enumerate(hits, start=1)
-    ]
-    columns = ["rank", "key", "partition", "distance"]
-    if any(h.metadata is not None for h in hits):
-        columns.append("metadata")
-    emit(rows, fmt, columns)
+    emit_neighbors(hits, fmt)
 
 
 @main.command()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import errors
-from .base import emit, handle_errors, hub_from, main, output_options
+from .base import emit, emit_neighbors, handle_errors, hub_from, main, output_options
 from .data import parse_json
 
 __all__ = ["avg", "partition", "recommend"]
@@ -142,12 +142,4 @@ def recommend(
     filt = None if where is None else parse_json("--where", where, dict)
     sp = hub_from(ctx).get_space(space_name)
     hits = sp.recommend(num, list(positive), list(negative), partition=partition, where=filt)
-    rows = [
-        {"rank": i, "key": h.key, "partition": h.partition, "distance": h.distance,
-         "metadata": h.metadata}
-        for i, h in enumerate(hits, start=1)
-    ]
-    columns = ["rank", "key", "partition", "distance"]
-    if any(h.metadata is not None for h in hits):
-        columns.append("metadata")
-    emit(rows, fmt, columns)
+    emit_neighbors(hits, fmt)
