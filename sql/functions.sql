@@ -197,10 +197,19 @@ BEGIN
         RAISE EXCEPTION 'key "%" not found in space "%" (partition "%")', missing, s.name, key_part
             USING ERRCODE = 'EHKEY';
     END IF;
+    -- Cosine spaces average unit vectors and return the unit-length mean direction, exactly
+    -- as Space.average does (embeddinghub/recommend.py); l2 and ip spaces take the plain mean.
     EXECUTE format(
-        'SELECT %s.avg(t.embedding::%s.vector) FROM unnest($1) AS u(k)'
-        ' JOIN embeddinghub_data.%I t ON t.partition = $2 AND t.key = u.k', vs, vs, 's' || s.id)
+        CASE WHEN s.metric = 'cosine'
+             THEN 'SELECT %1$s.l2_normalize(%1$s.avg(%1$s.l2_normalize(t.embedding::%1$s.vector)))'
+             ELSE 'SELECT %1$s.avg(t.embedding::%1$s.vector)' END
+        || ' FROM unnest($1) AS u(k) JOIN embeddinghub_data.%2$I t'
+           ' ON t.partition = $2 AND t.key = u.k', vs, 's' || s.id)
         INTO result USING keys, key_part;
+    IF s.metric = 'cosine' AND vector_norm(result) = 0 THEN  -- search_path holds pgvector
+        RAISE EXCEPTION 'space "%": the directions of the keys cancel out; their average has no direction', s.name
+            USING ERRCODE = 'EHARG';
+    END IF;
     RETURN result;
 END
 $$;

@@ -118,6 +118,23 @@ def test_get_and_average(conn: psycopg.Connection[Any], make_space: Callable[...
         assert np.allclose(avg.to_numpy(), (space.get("k1") + 2 * space.get("k2")) / 3, atol=1e-5)
 
 
+def test_average_matches_python_in_cosine_spaces(
+    conn: psycopg.Connection[Any], make_space: Callable[..., eh.Space]
+) -> None:
+    space = make_space(dims=3, metric="cosine")
+    space.multiset({"a": [3, 0, 0], "b": [0, 0.5, 0], "c": [-1, 0, 0], "z": [0, 0, 0]})
+    for keys in (["a", "b"], ["a", "b", "b", "z"]):
+        got = conn.execute("SELECT embeddinghub.average(%s, %s)", (space.name, keys)).fetchone()[0]
+        np.testing.assert_allclose(got.to_numpy(), space.average(keys), atol=1e-6)
+    assert np.linalg.norm(space.average(["a", "b"])) == pytest.approx(1.0)
+    with pytest.raises(psycopg.Error, match="cancel out") as info:
+        conn.execute("SELECT embeddinghub.average(%s, ARRAY['a', 'c'])", (space.name,))
+    assert info.value.sqlstate == "EHARG"
+    conn.rollback()
+    with pytest.raises(eh.InvalidArgument):
+        space.average(["a", "c"])
+
+
 @pytest.mark.parametrize(
     ("query", "args", "state", "message"),
     [
