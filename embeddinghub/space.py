@@ -634,6 +634,21 @@ class Space:
             )
         self.ef_search = ef_search
 
+    def tune(
+        self,
+        target_recall: float = 0.95,
+        *,
+        k: int = 10,
+        sample: int = 100,
+        queries: Any = None,
+        apply: bool = True,
+    ) -> Any:
+        """Measure recall@k against exact search and set the smallest `ef_search` that
+        reaches `target_recall` (see embeddinghub.tuning). Returns a TuneResult."""
+        from .tuning import tune
+
+        return tune(self, target_recall, k=k, sample=sample, queries=queries, apply=apply)
+
     def freeze(self) -> None:
         """Make the space immutable; the database refuses every later write, raw SQL too."""
         with translate(self.name):  # waits for running writers (sql/versions.sql)

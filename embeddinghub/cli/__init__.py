@@ -8,6 +8,7 @@ from . import data as _data  # noqa: F401
 from . import partitions as _partitions  # noqa: F401
 from . import server as _server  # noqa: F401
 from . import spaces as _spaces  # noqa: F401
+from . import tuning as _tuning  # noqa: F401
 from . import versions as _versions  # noqa: F401
 from .base import main
 

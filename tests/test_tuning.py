@@ -1,0 +1,106 @@
+"""Recall you can state: measure() and tune() against exact search, and the `bench` command."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import embeddinghub as eh
+from embeddinghub.cli import main
+from embeddinghub.tuning import EF_LADDER, measure
+
+
+def _clustered(make_space: Callable[..., eh.Space], m: int, ef_construction: int) -> eh.Space:
+    rng = np.random.default_rng(11)
+    centres = rng.normal(size=(20, 16))
+    data = centres[rng.integers(0, 20, 3000)] + rng.normal(scale=0.3, size=(3000, 16))
+    space = make_space(dims=16, metric="cosine", m=m, ef_construction=ef_construction)
+    space.multiset([f"k{i}" for i in range(len(data))], data.astype(np.float32))
+    return space
+
+
+@pytest.fixture
+def clustered(make_space: Callable[..., eh.Space]) -> eh.Space:
+    return _clustered(make_space, m=8, ef_construction=16)  # low recall at small ef_search
+
+
+def test_measure_recall_rises_with_ef_search(clustered: eh.Space) -> None:
+    points = measure(clustered, (1, 200), k=10, sample=40)
+    assert [p.ef_search for p in points] == [1, 200]
+    assert all(0 <= p.recall <= 1 and p.latency_ms > 0 for p in points)
+    assert points[1].recall > points[0].recall
+    assert points[1].recall >= 0.95
+
+
+def test_exact_ground_truth_makes_perfect_recall_possible(make_space: Callable[..., eh.Space]) -> None:
+    space = make_space(dims=4)
+    rng = np.random.default_rng(4)
+    space.multiset({f"k{i}": rng.normal(size=4) for i in range(30)})  # no distance ties
+    (point,) = measure(space, (400,), k=5, sample=30)
+    assert point.recall == 1.0
+
+
+def test_tune_picks_the_smallest_setting_that_reaches_the_target(clustered: eh.Space) -> None:
+    result = clustered.tune(0.9, sample=40)
+    assert result.reached and result.recall >= 0.9
+    assert [p.ef_search for p in result.points] == list(EF_LADDER[: len(result.points)])
+    assert all(p.recall < 0.9 for p in result.points[:-1])
+    assert clustered.refresh().ef_search == result.ef_search
+
+
+def test_tune_with_own_queries_and_without_applying(clustered: eh.Space) -> None:
+    before = clustered.ef_search
+    queries = np.random.default_rng(5).normal(size=(30, 16))
+    result = clustered.tune(0.99, queries=queries, apply=False)
+    assert result.sample == 30
+    assert clustered.refresh().ef_search == before
+
+
+def test_unreachable_target_keeps_the_best_setting(make_space: Callable[..., eh.Space]) -> None:
+    weak = _clustered(make_space, m=2, ef_construction=4)  # a graph no ef_search can rescue
+    result = weak.tune(1.0, sample=20)
+    assert not result.reached
+    assert [p.ef_search for p in result.points] == list(EF_LADDER)
+    assert result.recall == max(p.recall for p in result.points) < 1.0
+    assert weak.refresh().ef_search == result.ef_search
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"target_recall": 0}, "target_recall"), ({"target_recall": 1.5}, "target_recall"),
+     ({"k": 0}, "k must"), ({"sample": 0}, "sample must")],
+)
+def test_bad_arguments(space: eh.Space, kwargs: dict[str, float], message: str) -> None:
+    space.set("a", [1, 0, 0, 0])
+    with pytest.raises(eh.InvalidArgument, match=message):
+        space.tune(**kwargs)  # type: ignore[arg-type]
+
+
+def test_empty_space(space: eh.Space) -> None:
+    with pytest.raises(eh.InvalidArgument, match="empty"):
+        space.tune()
+
+
+def test_bench_command(dsn: str, clustered: eh.Space, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    runner = CliRunner()
+    out = runner.invoke(main, ["--dsn", dsn, "bench", clustered.name, "--ef", "10,100",
+                               "--sample", "20", "--json", "--silent"])
+    assert out.exit_code == 0, out.output
+    points = json.loads(out.output)["points"]
+    assert [p["ef_search"] for p in points] == [10, 100]
+    queries = tmp_path / "q.npy"
+    np.save(queries, np.random.default_rng(2).normal(size=(15, 16)).astype(np.float32))
+    tuned = runner.invoke(main, ["--dsn", dsn, "bench", clustered.name, "--tune", "0.9",
+                                 "--queries", str(queries), "--silent"])
+    assert tuned.exit_code == 0, tuned.output
+    assert "set as the default" in tuned.output
+    bad = runner.invoke(main, ["--dsn", dsn, "bench", clustered.name, "--ef", "x"])
+    assert bad.exit_code != 0 and "comma-separated" in bad.output
+    wrong_dims = tmp_path / "w.npy"
+    np.save(wrong_dims, np.zeros((3, 5), dtype=np.float32))
+    bad = runner.invoke(main, ["--dsn", dsn, "bench", clustered.name, "--queries", str(wrong_dims)])
+    assert bad.exit_code != 0 and "16 dims" in bad.output
