@@ -1,17 +1,20 @@
-"""Connections and the translation of database errors into embeddinghub's errors."""
+"""Connections, names, and the one translation of database errors into embeddinghub's errors."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any, Protocol
 
 import psycopg
 from pgvector.psycopg import register_vector
 
 from . import errors
 
-__all__ = ["open_connection", "translate", "validate_name"]
+__all__ = [
+    "Session",
+    "SupportsConnection", "from_db_error", "open_connection", "redact", "translate", "validate_name"]
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,62}$")
 
@@ -26,32 +29,60 @@ def validate_name(kind: str, name: object) -> str:
     return name
 
 
-def open_connection(dsn: str) -> psycopg.Connection:
+def open_connection(dsn: str) -> psycopg.Connection[Any]:
+    """An autocommit connection with pgvector's types; ConnectionFailed if the server is unreachable."""
     try:
         conn = psycopg.connect(dsn, autocommit=True)
-    except psycopg.OperationalError as exc:
-        raise errors.ConnectionFailed(f"cannot connect to {_redact(dsn)}: {exc}") from exc
+    except psycopg.Error as exc:
+        raise errors.ConnectionFailed(f"cannot connect to {redact(dsn)}: {exc}") from exc
     return conn
 
 
-def register_types(conn: psycopg.Connection) -> None:
+def register_types(conn: psycopg.Connection[Any]) -> None:
     register_vector(conn)
 
 
-def _redact(dsn: str) -> str:
+def redact(dsn: str) -> str:
+    """`dsn` with any password replaced by ***, for messages and display."""
     return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", re.sub(r"password=\S+", "password=***", dsn))
 
 
+class SupportsConnection(Protocol):
+    """Anything that holds a connection: a Hub, a Session, a space handle."""
+
+    @property
+    def conn(self) -> psycopg.Connection[Any]: ...
+
+
+class Session:
+    """The hub's connection to its database, shared by every space handle of the hub.
+
+    Feature code reads `session.conn` at call time, never keeps the connection itself, so
+    a reconnect is seen everywhere at once.
+    """
+
+    def __init__(self, dsn: str, conn: psycopg.Connection[Any]) -> None:
+        self.dsn = dsn
+        self.conn = conn
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 @contextmanager
-def translate(space: str | None = None) -> Iterator[None]:
-    """Re-raise database errors as embeddinghub errors that name the space at fault."""
+def translate(
+    space: str | None = None, *, key: str | None = None, version: object = None
+) -> Iterator[None]:
+    """Re-raise database errors as embeddinghub errors naming the space (key, version) at fault."""
     try:
         yield
     except psycopg.Error as exc:
-        raise from_db_error(exc, space) from exc
+        raise from_db_error(exc, space, key=key, version=version) from exc
 
 
-def from_db_error(exc: psycopg.Error, space: str | None) -> errors.EmbeddingHubError:
+def from_db_error(
+    exc: psycopg.Error, space: str | None, *, key: str | None = None, version: object = None
+) -> errors.EmbeddingHubError:
     state = exc.sqlstate or ""
     diag = exc.diag.message_primary or str(exc)
     where = f"space {space!r}: " if space else ""
@@ -61,10 +92,14 @@ def from_db_error(exc: psycopg.Error, space: str | None) -> errors.EmbeddingHubE
     if state == "EHNSP":
         return _verbatim(errors.SpaceNotFound(space or "?"), diag)
     if state == "EHKEY":
-        return _verbatim(errors.KeyNotFound(space or "?", "?"), diag)
+        return _verbatim(errors.KeyNotFound(space or "?", key or "?"), diag)
     if state == "EHVER":
+        if version is not None:  # the version the caller asked for, by number or tag
+            return errors.VersionNotFound(space or "?", version)
         return _verbatim(errors.VersionNotFound(space or "?", "?"), diag)
-    if state in ("EHARG", "22P02", "22023", "22000", "22P05", "23514", "54000"):
+    if state == "EHARG":  # most SQL messages already name the space
+        return errors.InvalidArgument(diag if diag.startswith("space ") else f"{where}{diag}")
+    if state in ("22P02", "22023", "22000", "22P05", "23514", "54000"):
         return errors.InvalidArgument(f"{where}{diag}")
     if state == "42501" or state.startswith("28"):
         return errors.PermissionDenied(f"{where}{diag}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import psycopg
-from alembic import command
+from alembic import command, op
 from alembic.config import Config as AlembicConfig
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, pool
@@ -40,8 +40,6 @@ def read_sql(name: str) -> str:
 
 def run_sql_file(name: str) -> None:
     """Execute `sql/<name>` inside the running migration, passed to the driver verbatim."""
-    from alembic import op
-
     text = read_sql(name)
     if any(line.strip() and not line.strip().startswith("--") for line in text.splitlines()):
         # Straight to psycopg with no parameters, so '%' in function bodies stays literal.

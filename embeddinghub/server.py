@@ -60,7 +60,7 @@ def server_settings() -> str:
 
 
 def _tuned_server_class(ep: Any) -> Any:
-    class TunedServer(ep.PostgresServer):  # type: ignore[name-defined,misc]
+    class TunedServer(ep.PostgresServer):  # type: ignore[misc]
         """The wheel's server, with embeddinghub's settings written right after initdb: the
         first start already uses them (the wheel's inter-process lock covers both steps)."""
 

@@ -10,17 +10,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from psycopg import sql
 
-from . import errors
+from . import catalog, errors, rows
+from .catalog import SpaceHandle, SupportsHandle, handle_of
 from .db import translate
 from .search import knn_query, run_knn
-
-if TYPE_CHECKING:
-    from .space import Space
+from .vectors import as_matrix
 
 __all__ = ["EF_LADDER", "RecallPoint", "TuneResult", "measure", "tune"]
 
@@ -49,61 +48,55 @@ class TuneResult:
 class _Probe:
     """A sample of the space's own vectors as queries, with their exact top-k, measured once."""
 
-    def __init__(self, space: Space, k: int, sample: int, queries: Any = None) -> None:
+    def __init__(self, h: SpaceHandle, k: int, sample: int, queries: Any = None) -> None:
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 1000:
-            raise errors.InvalidArgument(f"space {space.name!r}: k must be from 1 to 1000, not {k!r}")
+            raise errors.InvalidArgument(f"space {h.name!r}: k must be from 1 to 1000, not {k!r}")
         if isinstance(sample, bool) or not isinstance(sample, int) or not 1 <= sample <= 10_000:
             raise errors.InvalidArgument(
-                f"space {space.name!r}: sample must be from 1 to 10000, not {sample!r}"
+                f"space {h.name!r}: sample must be from 1 to 10000, not {sample!r}"
             )
-        self.space, self.k = space, k
+        self.h, self.k = h, k
         if queries is not None:  # the caller's own queries: the faithful measurement
-            matrix = space._matrix(queries)
+            matrix = as_matrix(h.name, h.dims, h.dtype, queries)
             self.queries = list(matrix[:sample])
             self.selves: list[tuple[str, str] | None] = [None] * len(self.queries)
         else:
             self._sample_rows(sample)
-        exact = knn_query(space.tables)
+        exact = knn_query(h.tables)
         self.truth: list[set[tuple[str, str]]] = []
-        with translate(space.name), space.conn.transaction():
-            space.conn.execute("SET LOCAL enable_indexscan = off")  # an exact scan
+        with translate(h.name), h.conn.transaction():
+            h.conn.execute("SET LOCAL enable_indexscan = off")  # an exact scan
             for q, me in zip(self.queries, self.selves, strict=True):
-                found = space.conn.execute(exact, {"q": q, "k": k + 1}).fetchall()
+                found = h.conn.execute(exact, {"q": q, "k": k + 1}).fetchall()
                 self.truth.append(_top(found, me, k))
 
     def _sample_rows(self, sample: int) -> None:
-        space = self.space
-        with translate(space.name):
-            rows = space.conn.execute(
+        h = self.h
+        with translate(h.name):
+            found = h.conn.execute(
                 sql.SQL("SELECT partition, key, embedding FROM {} ORDER BY random() LIMIT %s").format(
-                    space.tables.live
+                    h.tables.live
                 ),
                 (sample,),
             ).fetchall()
-        if not rows:
-            raise errors.InvalidArgument(f"space {space.name!r} is empty: no recall to measure")
-        from .space import _to_numpy
-
+        if not found:
+            raise errors.InvalidArgument(f"space {h.name!r} is empty: no recall to measure")
         # Each query is a stored row: it is left out of both answers, or every query would
         # trivially find itself and flatter the recall.
-        self.queries = [_to_numpy(r[2]) for r in rows]
-        self.selves = [(r[0], r[1]) for r in rows]
+        self.queries = [rows.to_numpy(r[2]) for r in found]
+        self.selves = [(r[0], r[1]) for r in found]
 
     def point(self, ef: int) -> RecallPoint:
-        if isinstance(ef, bool) or not isinstance(ef, int) or not 1 <= ef <= 1000:
-            raise errors.InvalidArgument(
-                f"space {self.space.name!r}: ef_search must be from 1 to 1000, not {ef!r}"
-            )
+        catalog.check_ef_search(self.h.name, ef)
         recalls, times = [], []
         for q, me, want in zip(self.queries, self.selves, self.truth, strict=True):
             started = time.perf_counter()
-            with translate(self.space.name):
-                (rows,) = run_knn(
-                    self.space.conn, self.space.tables, [], [{"q": q, "k": self.k + 1}],
-                    max(ef, self.k + 1),
+            with translate(self.h.name):
+                (found,) = run_knn(
+                    self.h.conn, self.h.tables, [], [{"q": q, "k": self.k + 1}], max(ef, self.k + 1)
                 )
             times.append(time.perf_counter() - started)
-            got = _top(rows, me, self.k)
+            got = _top(found, me, self.k)
             recalls.append(len(got & want) / len(want) if want else 1.0)
         return RecallPoint(ef, float(np.mean(recalls)), float(np.median(times) * 1000))
 
@@ -115,7 +108,7 @@ def _top(rows: list[tuple[object, ...]], me: tuple[str, str] | None, k: int) -> 
 
 
 def measure(
-    space: Space,
+    space: SpaceHandle | SupportsHandle,
     ef_values: tuple[int, ...] = EF_LADDER,
     *,
     k: int = 10,
@@ -129,7 +122,8 @@ def measure(
     `sample` stored rows are the queries (each left out of its own answer), which tends to
     read a little optimistic because stored rows sit where the data is densest.
     """
-    probe = _Probe(space, k, sample, queries)
+    h = handle_of(space)
+    probe = _Probe(h, k, sample, queries)
     points = []
     for ef in ef_values:
         points.append(probe.point(ef))
@@ -139,7 +133,7 @@ def measure(
 
 
 def tune(
-    space: Space,
+    space: SpaceHandle | SupportsHandle,
     target_recall: float = 0.95,
     *,
     k: int = 10,
@@ -154,13 +148,14 @@ def tune(
     best one tried is chosen and `reached` is False: raise recall further by rebuilding the
     index with larger `m` / `ef_construction` (`Space.create_index`).
     """
+    h = handle_of(space)
     if isinstance(target_recall, bool) or not isinstance(target_recall, int | float) or not (
         0 < target_recall <= 1
     ):
         raise errors.InvalidArgument(
-            f"space {space.name!r}: target_recall must be in (0, 1], not {target_recall!r}"
+            f"space {h.name!r}: target_recall must be in (0, 1], not {target_recall!r}"
         )
-    probe = _Probe(space, k, sample, queries)
+    probe = _Probe(h, k, sample, queries)
     points: list[RecallPoint] = []
     for ef in EF_LADDER:  # cheapest first: stop at the first setting that reaches the target
         points.append(probe.point(ef))
@@ -171,5 +166,5 @@ def tune(
     reached = points[-1].recall >= target_recall
     best = points[-1] if reached else max(points, key=lambda p: (p.recall, -p.ef_search))
     if apply:
-        space.set_ef_search(best.ef_search)
+        catalog.set_ef_search(h, best.ef_search)
     return TuneResult(best.ef_search, best.recall, reached, k, len(probe.queries), points)

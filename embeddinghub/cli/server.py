@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from .. import migrate
-from ..db import _redact
+from ..db import redact
 from ..server import EmbeddedServer
 from .base import F, emit, handle_errors, hub_from, main, output_options
 
@@ -29,7 +29,7 @@ def init(ctx: click.Context, fmt: str | None) -> None:
     hub = hub_from(ctx)
     emit(
         {
-            "dsn": _redact(hub.dsn),
+            "dsn": redact(hub.dsn),
             "schema_revision": migrate.current_revision(hub.conn),
             "head_revision": migrate.head_revision(),
         },

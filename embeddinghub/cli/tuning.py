@@ -95,4 +95,5 @@ def _parse_ef(text: str) -> tuple[int, ...]:
 def _load_queries(path: str) -> np.ndarray:
     if Path(path).suffix != ".npy":
         raise errors.InvalidArgument(f"--queries takes a .npy matrix, not {path!r}")
-    return np.load(path, allow_pickle=False).astype(np.float32)
+    queries: np.ndarray = np.load(path, allow_pickle=False).astype(np.float32)
+    return queries
