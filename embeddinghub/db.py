@@ -16,6 +16,7 @@ __all__ = [
     "Session",
     "SupportsConnection", "from_db_error", "open_connection", "redact", "translate", "validate_name"]
 
+PGVECTOR_EF_SEARCH = "40"  # pgvector's default hnsw.ef_search
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,62}$")
 
 
@@ -64,6 +65,14 @@ class Session:
     def __init__(self, dsn: str, conn: psycopg.Connection[Any]) -> None:
         self.dsn = dsn
         self.conn = conn
+        # The session's own hnsw.ef_search, so searches at that value send no SET: None
+        # while unknown (the next search reads it), and after SQL run for the user.
+        self.ef_search: str | None = None
+
+    def learn_ef_search(self, row: Any) -> None:
+        """Record `current_setting('hnsw.ef_search', true)`; NULL until pgvector's library
+        is loaded in the session, which then starts at its default, 40."""
+        self.ef_search = str(row[0]) if row and row[0] else PGVECTOR_EF_SEARCH
 
     def close(self) -> None:
         self.conn.close()

@@ -136,6 +136,7 @@ class Hub:
 
     def execute(self, query: sql.Composable | str, params: Any = None) -> list[tuple[Any, ...]]:
         """Run SQL on the hub's connection and return its rows (a convenience for scripts)."""
+        self.session.ef_search = None  # the SQL may change session settings searches rely on
         with translate():
             cur = self.conn.execute(query, params)  # type: ignore[arg-type]
             return cur.fetchall() if cur.description else []

@@ -62,12 +62,12 @@ class _Probe:
             self.selves: list[tuple[str, str] | None] = [None] * len(self.queries)
         else:
             self._sample_rows(sample)
-        exact = knn_query(h.tables)
+        exact = knn_query(h.tables, k + 1)
         self.truth: list[set[tuple[str, str]]] = []
         with translate(h.name), h.conn.transaction():
             h.conn.execute("SET LOCAL enable_indexscan = off")  # an exact scan
             for q, me in zip(self.queries, self.selves, strict=True):
-                found = h.conn.execute(exact, {"q": q, "k": k + 1}).fetchall()
+                found = h.conn.execute(exact, {"q": q}, prepare=False).fetchall()  # never cached
                 self.truth.append(_top(found, me, k))
 
     def _sample_rows(self, sample: int) -> None:
@@ -93,7 +93,7 @@ class _Probe:
             started = time.perf_counter()
             with translate(self.h.name):
                 (found,) = run_knn(
-                    self.h.conn, self.h.tables, [], [{"q": q, "k": self.k + 1}], max(ef, self.k + 1)
+                    self.h.session, self.h.tables, [], [{"q": q}], max(ef, self.k + 1), k=self.k + 1
                 )
             times.append(time.perf_counter() - started)
             got = _top(found, me, self.k)
