@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
@@ -62,9 +63,12 @@ class Session:
     a reconnect is seen everywhere at once.
     """
 
-    def __init__(self, dsn: str, conn: psycopg.Connection[Any]) -> None:
+    def __init__(self, dsn: str, conn: psycopg.Connection[Any], *, keep_queries: int = 0) -> None:
         self.dsn = dsn
         self.conn = conn
+        # Opt-in: the last `keep_queries` query vectors of each space (by id), for tune().
+        self.keep_queries = keep_queries
+        self.recent_queries: dict[int, deque[Any]] = {}
         # The session's own hnsw.ef_search, so searches at that value send no SET: None
         # while unknown (the next search reads it), and after SQL run for the user.
         self.ef_search: str | None = None

@@ -42,20 +42,27 @@ def resolve_dsn(target: str | Config | LocalConfig | None = None) -> str:
 
 
 def connect(
-    target: str | Config | LocalConfig | None = None, *, migrate_schema: bool = True
+    target: str | Config | LocalConfig | None = None,
+    *,
+    migrate_schema: bool = True,
+    keep_queries: int = 0,
 ) -> Hub:
     """Connect to an embeddinghub database.
 
     With no argument: `$EMBEDDINGHUB_DSN` if set, else the embedded server under
     `$EMBEDDINGHUB_HOME`. The catalog is upgraded to the newest schema on connect.
+    `keep_queries=N` keeps each space's last N query vectors in memory, so `tune()` can
+    measure recall on real queries (see embeddinghub.tuning).
     """
-    return Hub(resolve_dsn(target), migrate_schema=migrate_schema)
+    return Hub(resolve_dsn(target), migrate_schema=migrate_schema, keep_queries=keep_queries)
 
 
 class Hub:
     """A connection to an embeddinghub database."""
 
-    def __init__(self, dsn: str, *, migrate_schema: bool = True) -> None:
+    def __init__(self, dsn: str, *, migrate_schema: bool = True, keep_queries: int = 0) -> None:
+        if isinstance(keep_queries, bool) or not isinstance(keep_queries, int) or keep_queries < 0:
+            raise errors.InvalidArgument(f"keep_queries must be a count >= 0, not {keep_queries!r}")
         conn = open_connection(dsn)
         try:
             if migrate_schema:
@@ -65,7 +72,7 @@ class Hub:
         except Exception:
             conn.close()
             raise
-        self.session = Session(dsn, conn)
+        self.session = Session(dsn, conn, keep_queries=keep_queries)
 
     @property
     def dsn(self) -> str:

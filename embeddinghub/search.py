@@ -8,6 +8,7 @@ filtered and versioned searches all go through it; a versioned search only suppl
 from __future__ import annotations
 
 import functools
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +24,17 @@ from .filters import compile_where
 from .storage import SpaceTables
 from .vectors import as_matrix, as_vector, check_key
 
-__all__ = ["Neighbor", "Request", "knn_query", "one_query", "prepare", "run", "run_knn", "search"]
+__all__ = [
+    "Neighbor",
+    "Request",
+    "knn_query",
+    "one_query",
+    "prepare",
+    "recent_queries",
+    "run",
+    "run_knn",
+    "search",
+]
 
 
 @dataclass(frozen=True)
@@ -149,7 +160,24 @@ def search(
 ) -> list[list[Neighbor]]:
     """Nearest neighbours of each key or vector among the rows of `source`."""
     req = prepare(h, source, num, keys, vectors, partition, where, ef_search, key_partition)
+    if vectors is not None and h.session.keep_queries:
+        _remember(h, req.matrix)
     return run(h, source, req)
+
+
+def _remember(h: SpaceHandle, matrix: np.ndarray) -> None:
+    log = h.session.recent_queries.get(h.id)
+    if log is None or log.maxlen != h.session.keep_queries:
+        log = h.session.recent_queries[h.id] = deque(log or (), maxlen=h.session.keep_queries)
+    log.extend(np.array(matrix, dtype=np.float32, copy=True))
+
+
+def recent_queries(h: SpaceHandle) -> np.ndarray:
+    """The space's last query vectors this hub kept (`connect(keep_queries=N)`), oldest first."""
+    log = h.session.recent_queries.get(h.id)
+    if not log:
+        return np.empty((0, h.dims), dtype=np.float32)
+    return np.stack(list(log))
 
 
 def one_query(h: SpaceHandle, key: str | None, vector: Any) -> tuple[list[str] | None, Any]:

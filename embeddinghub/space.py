@@ -231,18 +231,31 @@ class Space:
         """The space's default `ef_search` for every search that does not pass one."""
         catalog.set_ef_search(self.handle, ef_search)
 
+    def set_target_recall(self, target: float | None) -> None:
+        """The recall@k this space should reach; `tune()` without a target aims at it."""
+        catalog.set_target_recall(self.handle, target)
+
+    @property
+    def target_recall(self) -> float | None:
+        return self.handle.target_recall
+
     def tune(
         self,
-        target_recall: float = 0.95,
+        target_recall: float | None = None,
         *,
         k: int = 10,
         sample: int = 100,
         queries: Any = None,
         apply: bool = True,
+        per_partition: bool | None = None,
     ) -> TuneResult:
         """Measure recall@k against exact search and set the smallest `ef_search` that
-        reaches `target_recall` (see embeddinghub.tuning)."""
-        return tuning.tune(self.handle, target_recall, k=k, sample=sample, queries=queries, apply=apply)
+        reaches the target (default: the space's target_recall, else 0.95). See
+        embeddinghub.tuning for which queries it measures with."""
+        return tuning.tune(
+            self.handle, target_recall, k=k, sample=sample, queries=queries, apply=apply,
+            per_partition=per_partition,
+        )
 
     def freeze(self) -> None:
         """Make the space immutable; the database refuses every later write, raw SQL too."""
