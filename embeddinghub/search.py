@@ -182,10 +182,12 @@ def recent_queries(h: SpaceHandle) -> np.ndarray:
 
 def one_query(h: SpaceHandle, key: str | None, vector: Any) -> tuple[list[str] | None, Any]:
     """The (keys, vectors) arguments of a search for one key or one vector."""
-    return (
-        None if key is None else [key],
-        None if vector is None else as_vector(h.name, h.dims, h.dtype, vector).reshape(1, -1),
-    )
+    if vector is None:
+        return (None if key is None else [key]), None
+    array = vector if isinstance(vector, np.ndarray) else np.asarray(vector)
+    if array.ndim != 1:  # as_vector's message; the values are checked once, in prepare()
+        as_vector(h.name, h.dims, h.dtype, array)
+    return (None if key is None else [key]), array.reshape(1, -1)
 
 
 def _neighbors(found: list[Any], skip: tuple[str, str] | None, num: int) -> list[Neighbor]:
@@ -213,9 +215,9 @@ def knn_query(
     LIMIT parameter would make every prepared execution re-plan (custom plans). A source of
     several branches (a version) is searched branch by branch and merged.
     """
-    if source is None and not conditions:
-        return _plain_knn_query(t, k)
     branches = (rows.Branch(t.live),) if source is None else source.branches
+    if not conditions and branches == (rows.Branch(t.live),):
+        return _plain_knn_query(t, k)  # the hot path: a whole-space search
     limit = sql.Literal(int(k))
     if len(branches) == 1:
         b = branches[0]
