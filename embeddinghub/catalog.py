@@ -18,7 +18,8 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from . import errors, storage
-from .db import Session, translate, validate_name
+from .db import translate, validate_name
+from .session import Session
 
 __all__ = [
     "DEFAULT_PARTITION",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
@@ -14,10 +13,8 @@ from pgvector.psycopg import register_vector
 from . import errors
 
 __all__ = [
-    "Session",
     "SupportsConnection", "from_db_error", "open_connection", "redact", "translate", "validate_name"]
 
-PGVECTOR_EF_SEARCH = "40"  # pgvector's default hnsw.ef_search
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,62}$")
 
 
@@ -54,32 +51,6 @@ class SupportsConnection(Protocol):
 
     @property
     def conn(self) -> psycopg.Connection[Any]: ...
-
-
-class Session:
-    """The hub's connection to its database, shared by every space handle of the hub.
-
-    Feature code reads `session.conn` at call time, never keeps the connection itself, so
-    a reconnect is seen everywhere at once.
-    """
-
-    def __init__(self, dsn: str, conn: psycopg.Connection[Any], *, keep_queries: int = 0) -> None:
-        self.dsn = dsn
-        self.conn = conn
-        # Opt-in: the last `keep_queries` query vectors of each space (by id), for tune().
-        self.keep_queries = keep_queries
-        self.recent_queries: dict[int, deque[Any]] = {}
-        # The session's own hnsw.ef_search, so searches at that value send no SET: None
-        # while unknown (the next search reads it), and after SQL run for the user.
-        self.ef_search: str | None = None
-
-    def learn_ef_search(self, row: Any) -> None:
-        """Record `current_setting('hnsw.ef_search', true)`; NULL until pgvector's library
-        is loaded in the session, which then starts at its default, 40."""
-        self.ef_search = str(row[0]) if row and row[0] else PGVECTOR_EF_SEARCH
-
-    def close(self) -> None:
-        self.conn.close()
 
 
 @contextmanager

@@ -9,6 +9,7 @@ __all__ = [
     "InvalidArgument",
     "InvalidEmbedding",
     "KeyNotFound",
+    "OperationInterrupted",
     "PartitionNotFound",
     "PermissionDenied",
     "SpaceExists",
@@ -81,3 +82,16 @@ class PermissionDenied(EmbeddingHubError):
 
 class ConnectionFailed(EmbeddingHubError):
     pass
+
+
+class OperationInterrupted(ConnectionFailed):
+    """The connection was lost during a call that is not safe to repeat (a snapshot, a
+    rollback, DDL): it may or may not have committed. The message says how to check."""
+
+    def __init__(self, operation: str, detail: str) -> None:
+        super().__init__(
+            f"{operation} was interrupted by a lost connection ({detail}); it may or may not have"
+            " committed: the hub has reconnected, so check the result (e.g. space.versions(),"
+            " list_partitions(), list_spaces()) before running it again"
+        )
+        self.operation = operation

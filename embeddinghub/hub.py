@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import AbstractContextManager
 from typing import Any
 
 import psycopg
@@ -11,8 +12,9 @@ from psycopg import sql
 from . import acl, catalog, errors, migrate, views
 from .catalog import DTYPES, METRICS
 from .compat import Config, LocalConfig
-from .db import Session, open_connection, register_types, translate
+from .db import open_connection, redact, translate
 from .server import EmbeddedServer
+from .session import Reconnect, Session, session_call
 from .space import Space
 
 __all__ = ["DTYPES", "HOOKS", "METRICS", "Hub", "connect"]
@@ -45,22 +47,42 @@ def connect(
     target: str | Config | LocalConfig | None = None,
     *,
     migrate_schema: bool = True,
+    pool: int | None = None,
+    pool_timeout: float = 30.0,
+    reconnect: Reconnect | None = None,
     keep_queries: int = 0,
 ) -> Hub:
     """Connect to an embeddinghub database.
 
     With no argument: `$EMBEDDINGHUB_DSN` if set, else the embedded server under
     `$EMBEDDINGHUB_HOME`. The catalog is upgraded to the newest schema on connect.
-    `keep_queries=N` keeps each space's last N query vectors in memory, so `tune()` can
-    measure recall on real queries (see embeddinghub.tuning).
+
+    - `pool=N`: up to N pooled connections (psycopg_pool), so one hub serves many threads;
+      a call waits at most `pool_timeout` seconds for a free one.
+    - `reconnect`: how long to keep trying after a lost connection (default 30 s); reads
+      and keyed writes are then run again, other calls raise OperationInterrupted.
+    - `keep_queries=N` keeps each space's last N query vectors in memory, so `tune()` can
+      measure recall on real queries (see embeddinghub.tuning).
     """
-    return Hub(resolve_dsn(target), migrate_schema=migrate_schema, keep_queries=keep_queries)
+    return Hub(
+        resolve_dsn(target), migrate_schema=migrate_schema, pool=pool, pool_timeout=pool_timeout,
+        reconnect=reconnect, keep_queries=keep_queries,
+    )
 
 
 class Hub:
     """A connection to an embeddinghub database."""
 
-    def __init__(self, dsn: str, *, migrate_schema: bool = True, keep_queries: int = 0) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        migrate_schema: bool = True,
+        pool: int | None = None,
+        pool_timeout: float = 30.0,
+        reconnect: Reconnect | None = None,
+        keep_queries: int = 0,
+    ) -> None:
         if isinstance(keep_queries, bool) or not isinstance(keep_queries, int) or keep_queries < 0:
             raise errors.InvalidArgument(f"keep_queries must be a count >= 0, not {keep_queries!r}")
         conn = open_connection(dsn)
@@ -68,11 +90,20 @@ class Hub:
             if migrate_schema:
                 with translate():
                     migrate.upgrade(dsn, conn)
-            register_types(conn)
         except Exception:
             conn.close()
             raise
-        self.session = Session(dsn, conn, keep_queries=keep_queries)
+        if pool is not None:
+            conn.close()  # the pool opens its own
+        self.session = Session(
+            dsn, None if pool is not None else conn, pool_size=pool, pool_timeout=pool_timeout,
+            keep_queries=keep_queries, reconnect=reconnect,
+        )
+
+    @property
+    def name(self) -> str:
+        """The database, as errors of hub-level calls name it (no password)."""
+        return redact(self.dsn)
 
     @property
     def dsn(self) -> str:
@@ -80,7 +111,12 @@ class Hub:
 
     @property
     def conn(self) -> psycopg.Connection[Any]:
+        """The hub's connection (a pooled hub has one only inside `connection()`)."""
         return self.session.conn
+
+    def connection(self) -> AbstractContextManager[psycopg.Connection[Any]]:
+        """`with hub.connection() as conn:` a connection of the hub for your own SQL."""
+        return self.session.lease()
 
     # -- lifecycle ------------------------------------------------------------------
     def close(self) -> None:
@@ -93,9 +129,10 @@ class Hub:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<Hub {self.conn.info.dbname!r} as {self.conn.info.user!r}>"
+        return f"<Hub {self.name}>"
 
     # -- spaces ---------------------------------------------------------------------
+    @session_call(repeatable=False)
     def create_space(
         self,
         name: str,
@@ -115,32 +152,40 @@ class Hub:
         )
         return Space(self, catalog.create_space(self.session, HOOKS, settings))
 
+    @session_call(repeatable=True)
     def get_space(self, name: str) -> Space:
         return Space(self, catalog.load(self.session, HOOKS, name))
 
+    @session_call(repeatable=True)
     def list_spaces(self) -> list[dict[str, Any]]:
         """Every space this role can see, with its settings."""
         return catalog.list_spaces(self.session)
 
+    @session_call(repeatable=True)
     def has_space(self, name: str) -> bool:
         return catalog.has_space(self.session, name)
 
+    @session_call(repeatable=False)
     def delete_space(self, name: str) -> None:
         """Drop a space, its rows, history, partitions and grants."""
         catalog.delete_space(self.session, HOOKS, name)
 
+    @session_call(repeatable=True)
     def freeze_space(self, name: str) -> None:
         """Make a space immutable. Enforced by the row trigger, so raw SQL is refused too."""
         self.get_space(name).freeze()
 
     # -- roles ------------------------------------------------------------------------
+    @session_call(repeatable=False)
     def create_role(self, name: str, login: bool = False, password: str | None = None) -> None:
         """Create a Postgres role to grant spaces to."""
         acl.create_role(self, name, login, password)
 
+    @session_call(repeatable=False)
     def drop_role(self, name: str) -> None:
         acl.drop_role(self, name)
 
+    @session_call(repeatable=False)
     def execute(self, query: sql.Composable | str, params: Any = None) -> list[tuple[Any, ...]]:
         """Run SQL on the hub's connection and return its rows (a convenience for scripts)."""
         self.session.ef_search = None  # the SQL may change session settings searches rely on

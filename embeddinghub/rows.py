@@ -183,9 +183,13 @@ def pages(
         "SELECT partition, key, embedding, metadata FROM {}{} ORDER BY partition, key LIMIT {}"
     ).format(relation(source), _where(conds), sql.Literal(ITERATOR_PAGE))
     after: tuple[str, str] = ("", "")
-    while True:
+
+    def page() -> list[tuple[Any, ...]]:
         with translate(h.name, version=source.version):
-            rows = h.conn.execute(query, [*after, *base_params]).fetchall()
+            return h.conn.execute(query, [*after, *base_params]).fetchall()
+
+    while True:
+        rows = h.session.call(page, repeatable=True, what=f"iterator() on {h.name!r}")
         for _part, k, emb, meta in rows:
             yield (k, to_numpy(emb), meta) if with_metadata else (k, to_numpy(emb))
         if len(rows) < ITERATOR_PAGE:

@@ -19,8 +19,9 @@ from psycopg.pq import TransactionStatus
 
 from . import catalog, errors, rows
 from .catalog import SpaceHandle
-from .db import Session, translate
+from .db import translate
 from .filters import compile_where
+from .session import Session
 from .storage import SpaceTables
 from .vectors import as_matrix, as_vector, check_key
 
