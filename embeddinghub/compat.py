@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 from psycopg.conninfo import make_conninfo
 
-__all__ = ["Config", "LocalConfig"]
+from .server import redact_dsn
+
+__all__ = ["Config", "LocalConfig", "redact_dsn"]
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,23 @@ class Config:
     database: str = "postgres"
     sslmode: str | None = None
 
+    def __repr__(self) -> str:
+        # print(config) and tracebacks must not show the password in clear
+        fields = ", ".join(
+            f"{name}={'***' if name == 'password' and value is not None else repr(value)}"
+            for name, value in (
+                ("host", self.host),
+                ("port", self.port),
+                ("user", self.user),
+                ("password", self.password),
+                ("database", self.database),
+                ("sslmode", self.sslmode),
+            )
+        )
+        return f"Config({fields})"
+
     def dsn(self) -> str:
+        """The libpq DSN, password included (it is what connects); show `redact_dsn(dsn)`."""
         parts = {
             "host": self.host,
             "port": str(self.port),
