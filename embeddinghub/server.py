@@ -41,12 +41,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import platformdirs
 import psutil
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
 from .errors import ConnectionFailed
 
@@ -472,6 +472,13 @@ class EmbeddedServer:
             # backends, if any, are still caught by the shared-memory interlock.
             log.info("removing the stale pid file of the embedded server in %s", self.home)
             (self.pgdata / "postmaster.pid").unlink(missing_ok=True)
+            # the socket's lock file names the dead postmaster too (and a zombie's pid counts
+            # as alive to PostgreSQL); the directory is private to this home's server
+            # (older homes had their socket in pgdata)
+            for directory in (self._socket_dir(), self.pgdata):
+                for name in (f".s.PGSQL.{pid_file.port or PORT}.lock", f".s.PGSQL.{pid_file.port or PORT}"):
+                    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                        (directory / name).unlink()
         self._open_path_for_server()
         if not (self.pgdata / "PG_VERSION").exists():
             self._initdb(deadline)
@@ -521,8 +528,8 @@ class EmbeddedServer:
             os.unlink(pwfile)
         if done.returncode != 0:
             raise ConnectionFailed(
-                f"could not create the embedded server's database in {self.pgdata}:\n"
-                f"{done.stdout[-2000:]}"
+                f"could not create the embedded server's database in {self.pgdata}:"
+                f" {_log_summary(done.stdout)}"
             )
         self._write_passfile(password)
         self._append_conf(server_settings())
@@ -559,7 +566,7 @@ class EmbeddedServer:
             if attempt == 0 and self._clear_orphans(done.stdout, deadline):
                 continue
             raise ConnectionFailed(
-                f"could not set the embedded server's password in {self.pgdata}:\n{done.stdout[-2000:]}"
+                f"could not set the embedded server's password in {self.pgdata}: {_log_summary(done.stdout)}"
             )
         self._write_passfile(password)
         self._finish_lock_down()
@@ -618,8 +625,8 @@ class EmbeddedServer:
                     " remove postmaster.pid if no such process exists, and retry"
                 )
             raise ConnectionFailed(
-                f"could not start the embedded server in {self.pgdata}; its log says:\n"
-                f"{new_log.strip()[-1500:]}\nFix the cause (the full log is {self.log_path}) and retry"
+                f"could not start the embedded server in {self.pgdata}: {_log_summary(new_log)};"
+                f" fix the cause (the full log is {self.log_path}) and retry"
             )
         raise AssertionError("unreachable")
 
@@ -674,19 +681,19 @@ class EmbeddedServer:
         )
         if done.returncode != 0 and PidFile.read(self.pgdata) is not None:
             raise ConnectionFailed(
-                f"could not stop the embedded server in {self.home}: {done.stdout.strip()[-500:]}"
+                f"could not stop the embedded server in {self.home}: {_log_summary(done.stdout)}"
             )
 
     # -- connecting -----------------------------------------------------------------------
     def _dsn(self, pid_file: PidFile, database: str) -> str:
+        """A libpq URI (psql takes it as is) with the socket directory and the passfile."""
         host = pid_file.socket_dir or str(self._socket_dir())
-        return make_conninfo(
-            host=host,
-            port=str(pid_file.port or PORT),
-            user=SUPERUSER,
-            dbname=database,
-            passfile=str(self.passfile),
+        query = urlencode(
+            {"host": host, "port": str(pid_file.port or PORT), "passfile": str(self.passfile)},
+            quote_via=quote,
+            safe="/",
         )
+        return f"postgresql://{SUPERUSER}@/{quote(database)}?{query}"
 
     def _ensure_database(self, base_dsn: str, deadline: float) -> None:
         while True:
@@ -713,6 +720,18 @@ class EmbeddedServer:
                     )
                 except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
                     pass  # another process created it first (the race shows as either error)
+
+
+def _log_summary(text: str) -> str:
+    """What server output says went wrong, as one line: the last few lines of substance,
+    without timestamps and routine start/stop lines."""
+    noise = re.compile(r"starting PostgreSQL|database system is shut down|listening on|checkpoint")
+    lines = [
+        re.sub(r"^\d{4}-\d\d-\d\d [\d:.]+ \S+ \[\d+\] ", "", line.strip())
+        for line in text.splitlines()
+        if line.strip() and not noise.search(line)
+    ]
+    return " / ".join(lines[-4:])[-800:] or "no output"
 
 
 def _shm_holders(key: int) -> list[int]:
