@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import fcntl
 import hashlib
 import hmac
 import logging
@@ -432,6 +431,13 @@ class EmbeddedServer:
     @contextlib.contextmanager
     def _locked(self, deadline: float) -> Iterator[None]:
         """One starter or stopper at a time, per home (a lock file in the home)."""
+        try:
+            import fcntl
+        except ImportError:  # Windows: no Unix sockets, no flock
+            raise ConnectionFailed(
+                "the embedded server needs a POSIX system (Linux, macOS); on Windows connect to a"
+                " PostgreSQL server with a DSN"
+            ) from None
         try:
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
