@@ -654,7 +654,22 @@ class EmbeddedServer:
         if found is None:
             return False
         key = int(found.group(1))
-        pids = _shm_holders(key)
+        holders = _shm_holders(key)
+        if holders is None:
+            # no /proc to tell which processes they are (macOS): wait, never guess whom to end
+            log.warning(
+                "waiting for processes of the crashed embedded server in %s to exit: they still"
+                " hold its shared memory (key %d)", self.home, key,
+            )
+            time.sleep(max(0.0, min(deadline - time.monotonic(), ORPHAN_GRACE + 2 * ORPHAN_TERM)))
+            if time.monotonic() < deadline:
+                return True
+            raise ConnectionFailed(
+                f"processes of the crashed embedded server in {self.home} still hold its shared"
+                f" memory (key {key}), so it cannot restart; wait for its postgres processes to"
+                " exit or end them, then retry"
+            )
+        pids = holders
         if not pids:
             return True  # gone meanwhile
         log.warning(
@@ -670,7 +685,7 @@ class EmbeddedServer:
             until = min(deadline, time.monotonic() + wait)
             while pids and time.monotonic() < until:
                 time.sleep(0.1)
-                pids = _shm_holders(key)
+                pids = _shm_holders(key) or []
             if not pids:
                 return True
         raise ConnectionFailed(
@@ -707,8 +722,14 @@ class EmbeddedServer:
                 conn = psycopg.connect(base_dsn, autocommit=True, connect_timeout=10)
                 break
             except psycopg.OperationalError as exc:
+                if "password authentication failed" in str(exc):
+                    raise ConnectionFailed(
+                        f"the embedded server in {self.home} refuses the superuser password in"
+                        f" {self.passfile}; put the right one there, or delete that file and connect"
+                        " again to set a new password (the server restarts once for it)"
+                    ) from exc
                 # a server that just said "ready" may still be finishing recovery work
-                if time.monotonic() > deadline or "password authentication failed" in str(exc):
+                if time.monotonic() > deadline:
                     raise ConnectionFailed(
                         f"the embedded server in {self.home} runs but refuses connections: "
                         f"{str(exc).strip()}; stop it (embeddinghub server stop --home "
@@ -740,8 +761,11 @@ def _log_summary(text: str) -> str:
     return " / ".join(lines[-4:])[-800:] or "no output"
 
 
-def _shm_holders(key: int) -> list[int]:
-    """Pids of processes that have the System V shared memory segment `key` mapped."""
+def _shm_holders(key: int) -> list[int] | None:
+    """Pids of postgres processes that have System V shared memory segment `key` attached
+    (it shows in /proc/<pid>/maps as /SYSV<key in hex>); None where there is no /proc."""
+    if not Path("/proc/self/maps").exists():
+        return None
     marker = f"/SYSV{key:08x}"
     pids: list[int] = []
     for proc in psutil.process_iter(["name"]):
@@ -751,17 +775,6 @@ def _shm_holders(key: int) -> list[int]:
             with open(f"/proc/{proc.pid}/maps") as maps:
                 if any(marker in line for line in maps):
                     pids.append(proc.pid)
-        except FileNotFoundError:
-            continue
-        except PermissionError:
-            pids.append(proc.pid)  # cannot look: assume it may hold it
         except OSError:
-            continue
-    if not pids and not Path("/proc/self/maps").exists():
-        # no /proc (macOS): any orphaned postgres (parent gone) may be one of them
-        pids = [
-            p.pid for p in psutil.process_iter(["name", "ppid"])
-            if p.info["name"] == "postgres" and p.info["ppid"] == 1
-        ]
+            continue  # gone, or not ours to look at (then not ours to signal either)
     return pids
-

@@ -200,6 +200,16 @@ def test_stale_pid_file_with_a_reused_live_pid(home: Path) -> None:
         other.wait(timeout=10)
 
 
+def test_torn_pid_file_after_a_crash(home: Path) -> None:
+    server = EmbeddedServer(home)
+    server.start()
+    kill_postmaster(home)
+    (home / "pgdata" / "postmaster.pid").write_text("")  # e.g. a crash while it was written
+    assert server.status().running is False
+    done = run_python(CONNECT, str(home))
+    assert done.returncode == 0, done.stderr
+
+
 def test_failed_start_does_not_poison_later_connects(home: Path) -> None:
     server = EmbeddedServer(home)
     server.start()
@@ -438,6 +448,19 @@ def test_home_from_before_the_lock_down_is_migrated(home: Path) -> None:
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
     assert (pgdata / "postgresql.conf").read_text().count(CONF_LOCKDOWN) == 1
+
+
+def test_wrong_password_in_passfile_says_what_to_do(home: Path) -> None:
+    server = EmbeddedServer(home)
+    server.start()
+    good = server.passfile.read_text()
+    server.passfile.write_text(f"*:*:*:{SUPERUSER}:not-the-password\n")
+    with pytest.raises(errors.ConnectionFailed, match="refuses the superuser password") as failed:
+        eh.connect(eh.LocalConfig(home))
+    assert str(server.passfile) in str(failed.value) and "not-the-password" not in str(failed.value)
+    server.passfile.write_text(good)
+    with eh.connect(eh.LocalConfig(home)) as hub:
+        assert hub.execute("SELECT 1")[0][0] == 1
 
 
 # -- dead clients -------------------------------------------------------------------------------
