@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 import psycopg
 from pgvector.psycopg import register_vector
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from . import errors
 
@@ -30,11 +31,32 @@ def validate_name(kind: str, name: object) -> str:
 
 def open_connection(dsn: str) -> psycopg.Connection[Any]:
     """An autocommit connection with pgvector's types; ConnectionFailed if the server is unreachable."""
+    # Client-side keepalives notice a vanished server host (libpq's idle default is 2 h);
+    # options already in the DSN win.
+    keepalives = {"keepalives_idle": "30", "keepalives_interval": "10", "keepalives_count": "3"}
     try:
-        conn = psycopg.connect(dsn, autocommit=True)
+        given = conninfo_to_dict(dsn)
+        extra = {k: v for k, v in keepalives.items() if k not in given}
+        conn = psycopg.connect(make_conninfo(dsn, **extra), autocommit=True)
     except psycopg.Error as exc:
         raise errors.ConnectionFailed(f"cannot connect to {redact(dsn)}: {exc}") from exc
+    # A backend whose client died stops within seconds (it polls the socket) instead of
+    # running its statement, and holding its locks, to the end; TCP keepalives do the same
+    # for a client whose host vanished. Session settings, so a server that lacks one (or a
+    # platform that can't poll, e.g. Windows) still connects.
+    for statement in SESSION_SETTINGS:
+        try:
+            conn.execute(statement)
+        except psycopg.Error:
+            pass
     return conn
+
+
+SESSION_SETTINGS = (
+    "SELECT set_config('client_connection_check_interval', '2s', false)",
+    "SELECT set_config('tcp_keepalives_idle', '30', false),"
+    " set_config('tcp_keepalives_interval', '10', false), set_config('tcp_keepalives_count', '3', false)",
+)
 
 
 def register_types(conn: psycopg.Connection[Any]) -> None:
