@@ -12,9 +12,10 @@ from pgvector.psycopg import register_vector
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from . import errors
+from .compat import redact_dsn
 
 __all__ = [
-    "SupportsConnection", "from_db_error", "open_connection", "redact", "translate", "validate_name"]
+    "SupportsConnection", "from_db_error", "open_connection", "translate", "validate_name"]
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,62}$")
 
@@ -39,7 +40,7 @@ def open_connection(dsn: str) -> psycopg.Connection[Any]:
         extra = {k: v for k, v in keepalives.items() if k not in given}
         conn = psycopg.connect(make_conninfo(dsn, **extra), autocommit=True)
     except psycopg.Error as exc:
-        raise errors.ConnectionFailed(f"cannot connect to {redact(dsn)}: {exc}") from exc
+        raise errors.ConnectionFailed(f"cannot connect to {redact_dsn(dsn)}: {exc}") from exc
     # A backend whose client died stops within seconds (it polls the socket) instead of
     # running its statement, and holding its locks, to the end; TCP keepalives do the same
     # for a client whose host vanished. Session settings, so a server that lacks one (or a
@@ -61,11 +62,6 @@ SESSION_SETTINGS = (
 
 def register_types(conn: psycopg.Connection[Any]) -> None:
     register_vector(conn)
-
-
-def redact(dsn: str) -> str:
-    """`dsn` with any password replaced by ***, for messages and display."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", re.sub(r"password=\S+", "password=***", dsn))
 
 
 class SupportsConnection(Protocol):

@@ -11,8 +11,8 @@ from psycopg import sql
 
 from . import acl, catalog, errors, migrate, views
 from .catalog import DTYPES, METRICS
-from .compat import Config, LocalConfig
-from .db import open_connection, redact, translate
+from .compat import Config, LocalConfig, redact_dsn
+from .db import open_connection, translate
 from .server import EmbeddedServer
 from .session import Reconnect, Session, session_call
 from .space import Space
@@ -103,7 +103,7 @@ class Hub:
     @property
     def name(self) -> str:
         """The database, as errors of hub-level calls name it (no password)."""
-        return redact(self.dsn)
+        return redact_dsn(self.dsn)
 
     @property
     def dsn(self) -> str:

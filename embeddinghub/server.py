@@ -227,7 +227,7 @@ def postmaster_alive(pid_file: PidFile) -> bool:
             if proc.name() != "postgres":
                 return False
             # MyStartTime is set just after the exec: a few seconds of slack on a loaded box
-            return abs(proc.create_time() - pid_file.start_time) < 10
+            return bool(abs(proc.create_time() - pid_file.start_time) < 10)
     except (psutil.NoSuchProcess, psutil.ZombieProcess):
         return False
     except psutil.AccessDenied:

@@ -26,7 +26,8 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from . import errors
-from .db import open_connection, redact, register_types
+from .compat import redact_dsn
+from .db import open_connection, register_types
 
 __all__ = ["PGVECTOR_EF_SEARCH", "Reconnect", "Session", "session_call"]
 
@@ -119,7 +120,7 @@ class Session:
                     self._leased.reset(token)
         except PoolTimeout as exc:
             raise errors.ConnectionFailed(
-                f"no pooled connection to {redact(self.dsn)} came free within {self.pool_timeout:g} s:"
+                f"no pooled connection to {redact_dsn(self.dsn)} came free within {self.pool_timeout:g} s:"
                 " raise pool= or pool_timeout=, or make calls shorter"
             ) from exc
 
@@ -161,7 +162,7 @@ class Session:
             delay = next(delays, None)
             if delay is None:
                 raise errors.ConnectionFailed(
-                    f"lost the connection to {redact(self.dsn)} and could not get it back within"
+                    f"lost the connection to {redact_dsn(self.dsn)} and could not get it back within"
                     f" {self.reconnect.deadline:g} s: {last}"
                 ) from last
             time.sleep(delay)
@@ -202,7 +203,7 @@ def _register(dsn: str, conn: psycopg.Connection[Any]) -> None:
         register_types(conn)
     except psycopg.Error as exc:
         conn.close()
-        raise errors.ConnectionFailed(f"cannot set up the connection to {redact(dsn)}: {exc}") from exc
+        raise errors.ConnectionFailed(f"cannot set up the connection to {redact_dsn(dsn)}: {exc}") from exc
 
 
 def _open_pool(dsn: str, size: int, timeout: float) -> ConnectionPool[psycopg.Connection[Any]]:
@@ -223,7 +224,7 @@ def _open_pool(dsn: str, size: int, timeout: float) -> ConnectionPool[psycopg.Co
     except PoolTimeout as exc:
         pool.close()
         raise errors.ConnectionFailed(
-            f"cannot connect to {redact(dsn)}: no connection within {timeout:g} s"
+            f"cannot connect to {redact_dsn(dsn)}: no connection within {timeout:g} s"
         ) from exc
     return pool
 
