@@ -94,7 +94,7 @@ def _os_user() -> tuple[str | None, int, int]:
     utils.ensure_folder_permissions(bins.parent / "lib", read)
     # Patroni is Python: the interpreter (a venv links to it, often under /root) must be
     # reachable too. Only the search (x) bit is added to the directories on the way.
-    for target in {Path(sys.executable).resolve(), Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()}:
+    for target in {Path(p).resolve() for p in (sys.executable, sys.base_prefix, sys.prefix)}:
         for parent in target.parents:
             mode = parent.stat().st_mode
             if mode & (stat.S_IXOTH | stat.S_IXGRP) != stat.S_IXOTH | stat.S_IXGRP:
@@ -217,7 +217,10 @@ class DevCluster:
             "scope": self.scope,
             "name": node.name,
             "log": {"level": "INFO"},
-            "restapi": {"listen": f"{LOOPBACK}:{node.api_port}", "connect_address": f"{LOOPBACK}:{node.api_port}"},
+            "restapi": {
+                "listen": f"{LOOPBACK}:{node.api_port}",
+                "connect_address": f"{LOOPBACK}:{node.api_port}",
+            },
             "raft": {
                 "data_dir": str(node.dir / "raft"),
                 "self_addr": f"{LOOPBACK}:{node.raft_port}",
@@ -265,7 +268,7 @@ class DevCluster:
     def _chown(self, path: Path) -> None:
         if self._user is None:
             return
-        for root, dirs, files in os.walk(path):
+        for root, _dirs, files in os.walk(path):
             os.chown(root, self._uid, self._gid)
             for name in files:
                 os.chown(os.path.join(root, name), self._uid, self._gid)
@@ -293,7 +296,8 @@ class DevCluster:
         env = {**os.environ, "PATRONI_LOG_FORMAT": "%(asctime)s %(levelname)s: %(message)s"}
         kwargs: dict[str, Any] = {}
         if self._user is not None:
-            kwargs.update(user=self._uid, group=self._gid, extra_groups=[], env={**env, "HOME": str(node.dir)})
+            env["HOME"] = str(node.dir)
+            kwargs.update(user=self._uid, group=self._gid, extra_groups=[], env=env)
         else:
             kwargs["env"] = env
         node.process = subprocess.Popen(
