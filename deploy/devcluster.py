@@ -32,7 +32,8 @@ import time
 import urllib.error
 import urllib.request
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -376,9 +377,13 @@ class DevCluster:
         self.stop()
 
     # -- Patroni's REST API ---------------------------------------------------------------------
-    def _api(self, node: Node, path: str, body: dict[str, Any] | None = None, timeout: float = 3.0) -> Any:
+    def _api(
+        self, node: Node, path: str, body: dict[str, Any] | None = None, timeout: float = 3.0,
+        method: str | None = None,
+    ) -> Any:
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(node.api + path, data=data, method="POST" if body is not None else "GET")
+        method = method or ("POST" if body is not None else "GET")
+        req = urllib.request.Request(node.api + path, data=data, method=method)
         req.add_header("Content-Type", "application/json")
         with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - loopback only
             text = resp.read().decode()
@@ -465,6 +470,28 @@ class DevCluster:
             raise ClusterError(f"switchover {leader} -> {candidate} refused: {exc.read().decode()}") from exc
         return self.wait_leader(timeout, other_than=leader)
 
+    @contextmanager
+    def maintenance(self, timeout: float = 30.0) -> Iterator[None]:
+        """Patroni's maintenance mode (`patronictl pause`) for the duration of the block.
+
+        While paused Patroni neither fails over nor resumes a WAL replay paused by hand (it
+        otherwise does so every loop), so a test can hold a standby's replay back.
+        """
+        leader = self.node(self.wait_leader(timeout))
+        self._api(leader, "/config", {"pause": True}, method="PATCH")
+        try:
+            for node in self.nodes:
+                if node.process is not None and node.process.poll() is None:
+                    self._wait(f"{node.name} did not see the pause",
+                               lambda n=node: self._api(n, "/patroni").get("pause"), timeout)
+            yield
+        finally:
+            self._api(leader, "/config", {"pause": False}, method="PATCH")
+            for node in self.nodes:
+                if node.process is not None and node.process.poll() is None:
+                    self._wait(f"{node.name} did not see the resume",
+                               lambda n=node: not self._api(n, "/patroni").get("pause"), timeout)
+
     def log_tails(self, chars: int = 1500) -> str:
         out = []
         for node in self.nodes:
@@ -486,6 +513,18 @@ class DevCluster:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.database)))
         with psycopg.connect(self.node_dsn(leader), autocommit=True) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            row = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
+            assert row is not None
+        # Every standby has the database (and the extension) before start() returns.
+        for node in self.nodes:
+            with psycopg.connect(self.node_dsn(node.name, database="postgres"), autocommit=True) as conn:
+                self._wait(
+                    f"{node.name} did not replay the creation of database {self.database!r}",
+                    lambda c=conn: c.execute(
+                        "SELECT NOT pg_is_in_recovery() OR pg_last_wal_replay_lsn() >= %s::pg_lsn", (row[0],)
+                    ).fetchone()[0],
+                    30,
+                )
 
 
 def main(argv: list[str] | None = None) -> int:

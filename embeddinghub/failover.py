@@ -217,9 +217,10 @@ def merge_conninfo(dsns: str | Sequence[str]) -> str:
             lists[key] += values or [""] * count
         for key, value in params.items():
             if key in common and common[key] != value:
+                shown = "***" if key == "password" else f"{common[key]!r} vs {value!r}"
                 raise errors.InvalidArgument(
-                    f"the DSNs disagree on {key!r} ({redact(str(common[key]))!r} vs {redact(str(value))!r}):"
-                    " a multi-host connection uses one value for every host"
+                    f"the DSNs disagree on {key!r} ({shown}): a multi-host connection uses one value"
+                    " for every host"
                 )
             common[key] = value
     merged = {k: ",".join(v) for k, v in lists.items() if any(v)}
