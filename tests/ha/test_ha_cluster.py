@@ -472,3 +472,26 @@ def test_cli_cluster_status_lists_an_unreachable_host_without_a_traceback(health
     assert "unreachable" in result.output and "Traceback" not in result.output
     bad = CliRunner().invoke(cli, ["cluster", "status", "host=a dbname=x", "host=b dbname=y"])
     assert bad.exit_code != 0 and "disagree" in bad.output and "Traceback" not in bad.output
+
+
+# -- the Hub on a multi-host DSN -----------------------------------------------------------------
+def test_hub_connects_to_the_primary_of_a_multi_host_dsn(
+    healthy_cluster: Any, demo_vectors: tuple[list[str], np.ndarray]
+) -> None:
+    import embeddinghub as eh
+
+    keys, vectors = demo_vectors
+    name = f"ha_{uuid.uuid4().hex[:8]}"
+    with eh.connect(healthy_cluster.dsn()) as hub:
+        space = hub.create_space(name, dims=384, metric="cosine")
+        space.multiset(keys[:200], vectors[:200])
+        hits = space.nearest_neighbors(5, key=keys[0])
+        assert len(hits) == 5 and keys[0] not in {h.key for h in hits}
+        lsn = failover.write_lsn(hub.conn)
+        # the space's rows reached every standby through WAL, with the catalog and its views
+        for node in healthy_cluster.nodes:
+            with psycopg.connect(healthy_cluster.node_dsn(node.name), autocommit=True) as c:
+                assert failover.wait_for_lsn(c, lsn, timeout=30)
+                row = c.execute("SELECT rows FROM embeddinghub.spaces_overview WHERE name = %s", (name,))
+                assert row.fetchone() == (200,), f"{node.name} does not show the space"
+        hub.delete_space(name)
