@@ -151,8 +151,7 @@ def classify(exc: BaseException) -> Failure | None:
     if state is None:
         # libpq's own errors carry no SQLSTATE: the server closed the connection, a connect
         # failed, or the connection object is already closed.
-        lost = isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
-        return Failure.CONNECTION_LOST if lost else None
+        return Failure.CONNECTION_LOST if isinstance(exc, psycopg.OperationalError) else None
     if state in _LOST_STATES or state.startswith("08"):
         return Failure.CONNECTION_LOST
     if state == "57P03":
@@ -172,7 +171,6 @@ _PERMANENT_CONNECT = (
     "no pg_hba.conf entry",
     "does not exist",  # database or role
     "invalid connection option",
-    "too many connections",  # retrying only adds to the load
 )
 
 
