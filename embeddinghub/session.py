@@ -144,7 +144,11 @@ class Session:
                     raise
                 self._restore(delays, exc)
                 if not repeatable:
-                    raise errors.OperationInterrupted(what, str(exc)) from exc
+                    raise errors.OperationInterrupted(
+                        what, may_have_committed=True, cause=str(exc).splitlines()[0],
+                        check="the hub has reconnected; versions(), list_partitions(), grants() or"
+                        " list_spaces() show whether it did",
+                    ) from exc
 
     def _restore(self, delays: Iterator[float], cause: Exception) -> None:
         """Get a working connection back, with back-off until the reconnect deadline."""
