@@ -23,7 +23,7 @@ from psycopg import sql
 
 import embeddinghub as eh
 
-from .common import Report, exact_top_k, interleaved_latency, load_pydocs, recall_at_k
+from .common import Report, exact_top_k, index_bytes, interleaved_latency, load_pydocs, recall_at_k
 
 K = 10
 EF_VALUES = (20, 40, 80, 160)
@@ -43,7 +43,7 @@ def run(hub: eh.Hub, report: Report, quick: bool) -> None:
             space = _space(hub, ds, kind)
             started = time.perf_counter()
             space.create_index(m=16, ef_construction=64, index=kind)
-            built[kind] = (time.perf_counter() - started, _index_bytes(hub, space))
+            built[kind] = (time.perf_counter() - started, index_bytes(hub, space))
 
             def ours(q: np.ndarray, ef: int, s: eh.Space = space) -> list[str]:
                 return [n.key for n in s.nearest_neighbors(K, vector=q, ef_search=ef)]
@@ -119,17 +119,6 @@ def _raw(hub: eh.Hub, ds: Any) -> tuple[tuple[float, int], Callable[[np.ndarray,
         return [r[0] for r in conn.execute(query, (q,), prepare=True).fetchall()]
 
     return (build, int(row[0]) if row else 0), search
-
-
-def _index_bytes(hub: eh.Hub, space: eh.Space) -> int:
-    row = hub.execute(
-        "SELECT coalesce(sum(pg_relation_size(i.indexrelid)), 0) FROM pg_index i"
-        " JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam"
-        " JOIN pg_inherits h ON h.inhrelid = i.indrelid"
-        " WHERE a.amname = 'hnsw' AND h.inhparent = %s::regclass",
-        (space.tables.live.as_string(hub.conn),),
-    )
-    return int(row[0][0])
 
 
 def _plot(curves: dict[str, list[tuple[float, float]]], ds: Any) -> None:
