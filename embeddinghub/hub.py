@@ -124,6 +124,13 @@ class Hub:
             "connected to %s (pool=%s, reads=%s)", redact_dsn(dsn), pool or "none", reads
         )
 
+    @classmethod
+    def over(cls, session: Session) -> Hub:
+        """A Hub on a session made elsewhere (the async API's), migrations already run."""
+        hub = cls.__new__(cls)
+        hub.session = session
+        return hub
+
     @property
     def name(self) -> str:
         """The database, as errors of hub-level calls name it (no password)."""

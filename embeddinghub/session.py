@@ -123,15 +123,22 @@ class Session:
         reads: str = "primary",
         read_your_writes: bool = False,
         read_wait: float = 1.0,
+        links: tuple[Any, Any] | None = None,
     ) -> None:
+        """`links`: (primary, reader or None) made elsewhere (the async API's pools)."""
         if reads not in READS:
             raise errors.InvalidArgument(f"reads must be one of {READS}, not {reads!r}")
         self.dsn = failover.merge_conninfo(dsn)
         self.retry = retry or RetryPolicy()
-        self.primary = _Link(self.dsn, "primary", self.retry, pool_size, pool_timeout, conn)
-        self.reader: _Link | None = None
-        if reads != "primary":
-            self.reader = _Link(self.dsn, reads, self.retry, pool_size, pool_timeout)  # type: ignore[arg-type]
+        self.primary: Any
+        self.reader: Any
+        if links is not None:
+            self.primary, self.reader = links
+        else:
+            self.primary = _Link(self.dsn, "primary", self.retry, pool_size, pool_timeout, conn)
+            self.reader = None
+            if reads != "primary":
+                self.reader = _Link(self.dsn, reads, self.retry, pool_size, pool_timeout)  # type: ignore[arg-type]
         self.read_your_writes, self.read_wait = read_your_writes, read_wait
         self.last_write_lsn: str | None = None
         self._leased: ContextVar[Conn | None] = ContextVar("leased", default=None)
@@ -142,7 +149,7 @@ class Session:
         self._ef_search: weakref.WeakKeyDictionary[Conn, str] = weakref.WeakKeyDictionary()
 
     @property
-    def pool(self) -> ConnectionPool[Conn] | None:
+    def pool(self) -> Any:
         return self.primary.pool
 
     # -- connections --------------------------------------------------------------------
@@ -152,12 +159,12 @@ class Session:
         leased = self._leased.get()
         if leased is not None:
             return leased
-        if self.primary.single is None:
+        if getattr(self.primary, "single", None) is None:
             raise errors.InvalidArgument(
                 "a pooled hub has no connection of its own outside a call:"
                 " use `with hub.connection() as conn:` for your own SQL"
             )
-        return self.primary.single
+        return self.primary.single  # type: ignore[no-any-return]
 
     @contextmanager
     def lease(self, read: bool = False) -> Iterator[Conn]:
