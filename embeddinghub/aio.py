@@ -51,6 +51,7 @@ async def connect(
     read_your_writes: bool = False,
     keep_queries: int = 0,
     migrate_schema: bool = True,
+    transaction_pooler: bool = False,
 ) -> AsyncHub:
     """Connect the async API (the arguments of `embeddinghub.connect`; always pooled)."""
     if reads not in READS:
@@ -58,14 +59,17 @@ async def connect(
     retry = retry or RetryPolicy()
     # Starting the embedded server and migrating are one-off and synchronous: a thread.
     dsn = await asyncio.to_thread(_prepare, target, retry, migrate_schema)
-    primary = AsyncLink(dsn, "primary", retry, pool, pool_timeout)
-    reader = AsyncLink(dsn, reads, retry, pool, pool_timeout) if reads != "primary" else None  # type: ignore[arg-type]
+    primary = AsyncLink(dsn, "primary", retry, pool, pool_timeout, transaction_pooler)
+    reader = (
+        AsyncLink(dsn, reads, retry, pool, pool_timeout, transaction_pooler)  # type: ignore[arg-type]
+        if reads != "primary" else None
+    )
     for link in (primary, reader):
         if link is not None:
             await link.open()
     session = Session(
         dsn, keep_queries=keep_queries, retry=retry, reads=reads, read_your_writes=read_your_writes,
-        links=(primary, reader),
+        links=(primary, reader), transaction_pooler=transaction_pooler,
     )
     return AsyncHub(Hub.over(session))
 

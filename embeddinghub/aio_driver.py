@@ -170,13 +170,17 @@ def adapter_for(aconn: psycopg.AsyncConnection[Any]) -> AsyncConnectionAdapter:
 class AsyncLink:
     """An AsyncConnectionPool to one target, leased from synchronous core code in a greenlet."""
 
-    def __init__(self, conninfo: str, target: Target, retry: RetryPolicy, size: int, timeout: float) -> None:
+    def __init__(
+        self, conninfo: str, target: Target, retry: RetryPolicy, size: int, timeout: float,
+        stateless: bool = False,
+    ) -> None:
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise errors.InvalidArgument(f"pool must be a number of connections >= 1, not {size!r}")
         self.conninfo, self.target, self.retry, self.timeout = conninfo, target, retry, timeout
         self.pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
             failover.target_conninfo(conninfo, target, retry.connect_timeout),
-            min_size=1, max_size=size, kwargs={"autocommit": True}, configure=_configure,
+            min_size=1, max_size=size, kwargs={"autocommit": True},
+            configure=_configure_stateless if stateless else _configure,
             open=False, timeout=timeout, name="embeddinghub-async",
         )
 
@@ -223,6 +227,11 @@ class AsyncLink:
 
     async def close(self) -> None:
         await self.pool.close()
+
+
+async def _configure_stateless(aconn: psycopg.AsyncConnection[Any]) -> None:
+    await _configure(aconn)
+    aconn.prepare_threshold = None  # behind a transaction pooler: no prepared statements
 
 
 async def _configure(aconn: psycopg.AsyncConnection[Any]) -> None:

@@ -58,6 +58,7 @@ def connect(
     reads: str = "primary",
     read_your_writes: bool = False,
     keep_queries: int = 0,
+    transaction_pooler: bool = False,
 ) -> Hub:
     """Connect to an embeddinghub database.
 
@@ -74,10 +75,13 @@ def connect(
       replayed this hub's last write, else read on the primary.
     - `keep_queries=N` keeps each space's last N query vectors in memory, so `tune()` can
       measure recall on real queries (see embeddinghub.tuning).
+    - `transaction_pooler=True` when PgBouncer (or another pooler) in transaction mode sits
+      between: no prepared statements, no reliance on server-session state.
     """
     return Hub(
         resolve_dsn(target), migrate_schema=migrate_schema, pool=pool, pool_timeout=pool_timeout,
         retry=retry, reads=reads, read_your_writes=read_your_writes, keep_queries=keep_queries,
+        transaction_pooler=transaction_pooler,
     )
 
 
@@ -95,6 +99,7 @@ class Hub:
         reads: str = "primary",
         read_your_writes: bool = False,
         keep_queries: int = 0,
+        transaction_pooler: bool = False,
     ) -> None:
         if isinstance(keep_queries, bool) or not isinstance(keep_queries, int) or keep_queries < 0:
             raise errors.InvalidArgument(f"keep_queries must be a count >= 0, not {keep_queries!r}")
@@ -119,6 +124,7 @@ class Hub:
         self.session = Session(
             dsn, None if pool is not None else conn, pool_size=pool, pool_timeout=pool_timeout,
             keep_queries=keep_queries, retry=retry, reads=reads, read_your_writes=read_your_writes,
+            transaction_pooler=transaction_pooler,
         )
         log.logger.info(
             "connected to %s (pool=%s, reads=%s)", redact_dsn(dsn), pool or "none", reads

@@ -288,7 +288,7 @@ def run_knn(
         return [conn.execute(query, param_sets[0]).fetchall()]
     with conn.pipeline():
         probe = None
-        if idle and session.ef_search is None:  # learn the session's value on the way
+        if idle and session.ef_search is None and not session.stateless:  # learn it on the way
             probe = conn.execute("SELECT current_setting('hnsw.ef_search', true)")
         if iterative or not idle or session.ef_search != want:
             conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (want,))

@@ -48,20 +48,21 @@ class _Link:
 
     def __init__(
         self, conninfo: str, target: Target, retry: RetryPolicy, pool_size: int | None, timeout: float,
-        conn: Conn | None = None,
+        conn: Conn | None = None, stateless: bool = False,
     ) -> None:
         self.conninfo, self.target, self.retry, self.timeout = conninfo, target, retry, timeout
+        self.setup = functools.partial(_setup, stateless=stateless)
         self.pool: ConnectionPool[Conn] | None = None
         self.single = conn
         if pool_size is not None:
-            self.pool = _open_pool(failover.target_conninfo(conninfo, target), pool_size, timeout)
+            self.pool = _open_pool(failover.target_conninfo(conninfo, target), pool_size, timeout, self.setup)
         elif conn is None:
             self.single = self.connect()
         else:  # the hub's first connection, opened before the migrations made `vector`
-            _register(conninfo, conn)
+            _register(conninfo, conn, self.setup)
 
     def connect(self) -> Conn:
-        return failover.reconnect(self.conninfo, self.retry, target=self.target, configure=configure)
+        return failover.reconnect(self.conninfo, self.retry, target=self.target, configure=self.setup)
 
     @contextmanager
     def lease(self) -> Iterator[Conn]:
@@ -124,8 +125,11 @@ class Session:
         read_your_writes: bool = False,
         read_wait: float = 1.0,
         links: tuple[Any, Any] | None = None,
+        transaction_pooler: bool = False,
     ) -> None:
-        """`links`: (primary, reader or None) made elsewhere (the async API's pools)."""
+        """`links`: (primary, reader or None) made elsewhere (the async API's pools).
+        `transaction_pooler`: a pooler such as PgBouncer in transaction mode sits between, so
+        no prepared statements, and nothing known about a server session carries over."""
         if reads not in READS:
             raise errors.InvalidArgument(f"reads must be one of {READS}, not {reads!r}")
         self.dsn = failover.merge_conninfo(dsn)
@@ -135,10 +139,15 @@ class Session:
         if links is not None:
             self.primary, self.reader = links
         else:
-            self.primary = _Link(self.dsn, "primary", self.retry, pool_size, pool_timeout, conn)
+            self.primary = _Link(
+                self.dsn, "primary", self.retry, pool_size, pool_timeout, conn, transaction_pooler
+            )
             self.reader = None
             if reads != "primary":
-                self.reader = _Link(self.dsn, reads, self.retry, pool_size, pool_timeout)  # type: ignore[arg-type]
+                self.reader = _Link(
+                    self.dsn, reads, self.retry, pool_size, pool_timeout, None, transaction_pooler  # type: ignore[arg-type]
+                )
+        self.stateless = transaction_pooler
         self.read_your_writes, self.read_wait = read_your_writes, read_wait
         self.last_write_lsn: str | None = None
         self._leased: ContextVar[Conn | None] = ContextVar("leased", default=None)
@@ -244,8 +253,9 @@ class Session:
     # -- what the session knows about each connection -------------------------------------
     @property
     def ef_search(self) -> str | None:
-        """The current connection's session-level hnsw.ef_search; None while unknown."""
-        return self._ef_search.get(self.conn)
+        """The current connection's session-level hnsw.ef_search; None while unknown (and
+        always behind a transaction pooler: each transaction may get another server session)."""
+        return None if self.stateless else self._ef_search.get(self.conn)
 
     @ef_search.setter
     def ef_search(self, value: str | None) -> None:
@@ -287,15 +297,21 @@ def session_call(*, repeatable: bool = True, read: bool = False) -> Callable[[F]
     return decorate
 
 
-def _register(dsn: str, conn: Conn) -> None:
+def _setup(conn: Conn, *, stateless: bool) -> None:
+    configure(conn)
+    if stateless:  # a transaction pooler may run each statement on another server session
+        conn.prepare_threshold = None
+
+
+def _register(dsn: str, conn: Conn, setup: Callable[[Conn], None]) -> None:
     try:
-        configure(conn)
+        setup(conn)
     except psycopg.Error as exc:
         conn.close()
         raise errors.ConnectionFailed(f"cannot set up the connection to {redact_dsn(dsn)}: {exc}") from exc
 
 
-def _open_pool(dsn: str, size: int, timeout: float) -> ConnectionPool[Conn]:
+def _open_pool(dsn: str, size: int, timeout: float, setup: Callable[[Conn], None]) -> ConnectionPool[Conn]:
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise errors.InvalidArgument(f"pool must be a number of connections >= 1, not {size!r}")
     pool: ConnectionPool[Conn] = ConnectionPool(
@@ -303,7 +319,7 @@ def _open_pool(dsn: str, size: int, timeout: float) -> ConnectionPool[Conn]:
         min_size=1,
         max_size=size,
         kwargs={"autocommit": True},
-        configure=configure,
+        configure=setup,
         open=False,
         timeout=timeout,
         name="embeddinghub",
