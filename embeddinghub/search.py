@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from collections import deque
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,10 +119,11 @@ def prepare(
 # -- run --------------------------------------------------------------------------------------
 def run(h: SpaceHandle, source: rows.Source, req: Request) -> list[list[Neighbor]]:
     """Answer every query of `req`; a query the index answers short is re-run exactly."""
+    params = [{**req.params, "q": q} for q in req.matrix]
     with translate(h.name, version=source.version):
-        found = run_knn(
-            h.session, h.tables, req.conditions, [{**req.params, "q": q} for q in req.matrix],
-            req.ef_search, req.iterative, source=source, k=req.k,
+        found = _fan_out(h, source, req, params) or run_knn(
+            h.session, h.tables, req.conditions, params, req.ef_search, req.iterative,
+            source=source, k=req.k,
         )
     out = [_neighbors(r, skip, req.num) for r, skip in zip(found, req.exclude, strict=True)]
     short = [i for i, r in enumerate(found) if len(r) < req.k]
@@ -131,6 +133,42 @@ def run(h: SpaceHandle, source: rows.Source, req: Request) -> list[list[Neighbor
         for i, answer in zip(short, _exact(h, source, req, short), strict=True):
             out[i] = answer
     return out
+
+
+FAN_OUT_QUERIES = 32  # a pooled hub splits a batch into chunks of at least this many queries
+
+
+def _fan_out(
+    h: SpaceHandle, source: rows.Source, req: Request, params: list[dict[str, Any]]
+) -> list[list[tuple[Any, ...]]] | None:
+    """A large batch on a pooled hub: chunks searched at once on free pooled connections (the
+    server's cores work in parallel), this call's own connection taking the first. None when
+    the hub is not pooled, the batch is small, or a transaction of the caller's is open."""
+    session = h.session
+    ways = min(session.fan_out_limit(), len(params) // FAN_OUT_QUERIES)
+    if ways < 2 or session.conn.info.transaction_status != TransactionStatus.IDLE:
+        return None
+    chunks = [list(c) for c in np.array_split(np.arange(len(params)), ways)]
+
+    def search(chunk: list[int]) -> list[list[tuple[Any, ...]]] | None:
+        with session.spare_lease() as conn:
+            if conn is None:
+                return None  # no free connection: the calling thread does this chunk too
+            return run_knn(session, h.tables, req.conditions, [params[i] for i in chunk],
+                           req.ef_search, req.iterative, source=source, k=req.k)
+
+    with ThreadPoolExecutor(ways - 1, thread_name_prefix="embeddinghub-search") as workers:
+        futures = [workers.submit(search, c) for c in chunks[1:]]
+        first = run_knn(session, h.tables, req.conditions, [params[i] for i in chunks[0]],
+                        req.ef_search, req.iterative, source=source, k=req.k)
+        rest = [f.result() for f in futures]
+    found = list(first)
+    for chunk, answer in zip(chunks[1:], rest, strict=True):
+        found += answer if answer is not None else run_knn(
+            session, h.tables, req.conditions, [params[i] for i in chunk], req.ef_search,
+            req.iterative, source=source, k=req.k,
+        )
+    return found
 
 
 def _exact(h: SpaceHandle, source: rows.Source, req: Request, which: list[int]) -> list[list[Neighbor]]:

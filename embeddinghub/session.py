@@ -18,6 +18,7 @@ call of the Hub and Space runs inside `session.call(...)`, which
 from __future__ import annotations
 
 import functools
+import os
 import time
 import weakref
 from collections import deque
@@ -200,6 +201,34 @@ class Session:
         with self.primary.lease() as conn:  # the standby lags: read your write on the primary
             yield conn
 
+    def fan_out_limit(self) -> int:
+        """How many connections one call may use at once: a sync pool's size, at most the
+        machine's CPUs (the async API and plain hubs: 1)."""
+        pool = self.primary.pool
+        if not isinstance(pool, ConnectionPool) or self.reader is not None:
+            return 1
+        return min(pool.max_size, os.cpu_count() or 1)
+
+    @contextmanager
+    def spare_lease(self) -> Iterator[Conn | None]:
+        """Another free pooled connection for part of the running call, or None at once when
+        none is free (never waits: the caller can do the work itself)."""
+        pool = self.primary.pool
+        if not isinstance(pool, ConnectionPool):
+            yield None
+            return
+        try:
+            conn = pool.getconn(timeout=0.05)  # a connection the pool is opening may do
+        except PoolTimeout:
+            yield None
+            return
+        token = self._leased.set(conn)
+        try:
+            yield conn
+        finally:
+            self._leased.reset(token)
+            pool.putconn(conn)
+
     def call(self, fn: Callable[[], T], *, repeatable: bool, what: str, read: bool = False) -> T:
         """Run `fn` on a leased connection; after a lost connection (or a demoted primary),
         get a new one and run it again if it is `repeatable`, else raise OperationInterrupted."""
@@ -316,7 +345,7 @@ def _open_pool(dsn: str, size: int, timeout: float, setup: Callable[[Conn], None
         raise errors.InvalidArgument(f"pool must be a number of connections >= 1, not {size!r}")
     pool: ConnectionPool[Conn] = ConnectionPool(
         dsn,
-        min_size=1,
+        min_size=min(size, 2),  # a spare one at once, for batches spread over connections
         max_size=size,
         kwargs={"autocommit": True},
         configure=setup,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -154,3 +156,27 @@ def test_reconnect_gives_up_after_its_deadline(
         kill_backends(dsn, hub)
         with pytest.raises(eh.ConnectionFailed, match="could not get it back within 1 s"):
             space.count()
+
+
+def test_a_pooled_hub_spreads_a_large_batch_over_free_connections(
+    pooled: eh.Hub, make_space: Callable[..., eh.Space], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    space = pooled.get_space(make_space(dims=8).name)
+    rng = np.random.default_rng(4)
+    data = rng.normal(size=(300, 8)).astype(np.float32)
+    space.multiset([f"k{i}" for i in range(300)], data)
+    lent: list[int] = []
+    spare = pooled.session.spare_lease
+
+    @contextmanager
+    def counting() -> Iterator[psycopg.Connection[Any] | None]:
+        with spare() as conn:
+            if conn is not None:
+                lent.append(conn.info.backend_pid)
+            yield conn
+
+    monkeypatch.setattr(pooled.session, "spare_lease", counting)
+    batched = space.multi_nearest_neighbors(3, vectors=data)  # 300 queries: fanned out
+    assert lent, "no other pooled connection took part"
+    assert [hits[0].key for hits in batched] == [f"k{i}" for i in range(300)]
+    assert batched[:40] == [space.nearest_neighbors(3, vector=v) for v in data[:40]]
