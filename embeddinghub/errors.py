@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 __all__ = [
+    "Conflict",
     "ConnectionFailed",
     "DimensionMismatch",
+    "DiskFull",
     "EmbeddingHubError",
     "InvalidArgument",
     "InvalidEmbedding",
     "KeyNotFound",
+    "LockTimeout",
+    "OperationCancelled",
+    "PartitionExists",
     "PartitionNotFound",
     "PermissionDenied",
+    "ResourceExhausted",
+    "ServerError",
     "SpaceExists",
     "SpaceFrozen",
     "SpaceNotFound",
@@ -63,6 +70,12 @@ class PartitionNotFound(InvalidArgument):
         self.space, self.partition = space, partition
 
 
+class PartitionExists(InvalidArgument):
+    def __init__(self, space: str, partition: str) -> None:
+        super().__init__(f"partition {partition!r} already exists in space {space!r}")
+        self.space, self.partition = space, partition
+
+
 class SpaceFrozen(EmbeddingHubError):
     def __init__(self, space: str, detail: str = "it is frozen") -> None:
         super().__init__(f"space {space!r} is read-only: {detail}")
@@ -81,3 +94,30 @@ class PermissionDenied(EmbeddingHubError):
 
 class ConnectionFailed(EmbeddingHubError):
     pass
+
+
+class ServerError(EmbeddingHubError):
+    """The server refused or aborted the statement for a reason of its own (not a lost
+    connection): the message says which."""
+
+
+class Conflict(ServerError):
+    """A concurrent transaction conflicted with this one (a deadlock or a serialization
+    failure) and the server rolled this one back: nothing was written; retry the call."""
+
+
+class OperationCancelled(ServerError):
+    """The statement was cancelled (a statement timeout, or a cancel request); nothing was
+    written."""
+
+
+class LockTimeout(ServerError):
+    """The statement waited longer than `lock_timeout` for another transaction's lock."""
+
+
+class ResourceExhausted(ServerError):
+    """The server ran out of a resource: memory, connections, disk."""
+
+
+class DiskFull(ResourceExhausted):
+    """The server's disk is full: nothing was written; free disk space and retry."""

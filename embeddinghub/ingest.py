@@ -672,6 +672,7 @@ def load(
     create_partitions: bool = False,
     atomic: bool = False,
     progress: Callable[[int], None] | None = None,
+    phase: Callable[[str], None] | None = None,
 ) -> int:
     """Load a file into `space`; return the number of rows read from it.
 
@@ -680,35 +681,62 @@ def load(
     `atomic=True` the whole file is one transaction. `partition` sends every row to
     one partition, overriding the file's. A key repeated in the file is an upsert:
     the last row wins. Rows go in with binary COPY; into an empty space, the HNSW index
-    is built once after the last batch (about 4x faster than growing it row by row).
+    is built once after the last batch (about 4x faster than growing it row by row);
+    `phase` is told when that starts. A load that dies before then leaves the index
+    missing; the next load into the space builds it (so does `Space.ensure_index`).
     """
     h = handle_of(space)
     writer = _Writer(h, partition, create_partitions, progress)
+    writer.phase = phase
     total = count_rows(path)
-    scope = h.conn.transaction() if atomic else nullcontext()
+    # The session holding the load lock owns the index for the load: it may drop it and
+    # must build it again. A load killed meanwhile leaves the index missing (`index_state`)
+    # and the lock free, so the next load (or `ensure_index`) builds it.
+    owner = catalog.take_load_lock(h)
     try:
-        with scope:
-            # One batch alone rebuilds the index itself (rows.multiset); several defer it.
-            writer.deferred = total > batch_size and total >= rows.BULK_REBUILD_ROWS and _drop_index(h)
-            try:
-                for raw in iter_batches(path, batch_size, keys_file=keys_file):
-                    writer.write(raw)
-            except BaseException:
-                # The earlier batches of a per-batch load stay, so they get their index back;
-                # a failed atomic load rolls back, the dropped index included.
-                if writer.deferred and not atomic:
-                    with suppress(errors.EmbeddingHubError):
-                        catalog.create_index(h, h.m, h.ef_construction)
-                raise
-            if writer.deferred:
-                catalog.create_index(h, h.m, h.ef_construction)
-            with translate(h.name):
-                h.conn.execute(sql.SQL("ANALYZE {}").format(h.tables.live))
+        _load(h, writer, path, total, owner, batch_size, keys_file, atomic)
     except errors.EmbeddingHubError as exc:
         if writer.done and not atomic:
             exc.args = (f"{exc} ({writer.done} rows from earlier batches stay loaded)", *exc.args[1:])
         raise
+    finally:
+        if owner:
+            with suppress(errors.EmbeddingHubError):
+                catalog.release_load_lock(h)
     return writer.done
+
+
+def _load(
+    h: SpaceHandle, writer: _Writer, path: str | Path, total: int, owner: bool,
+    batch_size: int, keys_file: str | Path | None, atomic: bool,
+) -> None:
+    scope = h.conn.transaction() if atomic else nullcontext()
+    with scope:
+        # One batch alone rebuilds the index itself (rows.multiset); several defer it. An
+        # index an earlier, interrupted load left missing is built at the end of this one.
+        missing = owner and catalog.index_state(h) in ("missing", "invalid")
+        big = total > batch_size and total >= rows.BULK_REBUILD_ROWS
+        writer.deferred = owner and (missing or (big and _drop_index(h)))
+        try:
+            for raw in iter_batches(path, batch_size, keys_file=keys_file):
+                writer.write(raw)
+        except BaseException:
+            # The earlier batches of a per-batch load stay, so they get their index back;
+            # a failed atomic load rolls back, the dropped index included.
+            if writer.deferred and not atomic:
+                with suppress(errors.EmbeddingHubError):
+                    _build_index(h, writer)
+            raise
+        if writer.deferred:
+            _build_index(h, writer)
+        with translate(h.name):
+            h.conn.execute(sql.SQL("ANALYZE {}").format(h.tables.live))
+
+
+def _build_index(h: SpaceHandle, writer: _Writer) -> None:
+    if writer.phase is not None:
+        writer.phase("building the index")
+    catalog.create_index(h, h.m, h.ef_construction)
 
 
 def _drop_index(h: SpaceHandle) -> bool:
@@ -733,6 +761,7 @@ class _Writer:
         self.h, self.partition, self.create_partitions = h, partition, create_partitions
         self.progress = progress
         self.deferred = False  # the index was dropped and is rebuilt after the last batch
+        self.phase: Callable[[str], None] | None = None  # told when the index build starts
         self.done = 0
         self.known: set[str] | None = None
 

@@ -206,17 +206,19 @@ def set_row(
     vec = as_vector(h.name, h.dims, h.dtype, vector)
     meta = normalise_metadata(h.name, metadata)
     part = catalog.partition_name(partition)
-    with translate(h.name, key=key), h.conn.transaction(), h.conn.cursor() as cur:
-        catalog.ensure_partitions(h, cur, [part])
-        cur.execute(
-            sql.SQL(
-                "INSERT INTO {live} (partition, key, embedding, metadata)"
-                " VALUES (%s, %s, %s::{vt}, %s)"
-                " ON CONFLICT (partition, key) DO UPDATE"
-                " SET embedding = EXCLUDED.embedding, metadata = EXCLUDED.metadata"
-            ).format(live=h.tables.live, vt=h.tables.vector_type),
-            (part, key, vec, _jsonb(meta)),
-        )
+    query = sql.SQL(
+        "INSERT INTO {live} (partition, key, embedding, metadata)"
+        " VALUES (%s, %s, %s::{vt}, %s)"
+        " ON CONFLICT (partition, key) DO UPDATE"
+        " SET embedding = EXCLUDED.embedding, metadata = EXCLUDED.metadata"
+    ).format(live=h.tables.live, vt=h.tables.vector_type)
+
+    def write() -> None:
+        with translate(h.name, key=key), h.conn.transaction(), h.conn.cursor() as cur:
+            catalog.ensure_partitions(h, cur, [part])
+            cur.execute(query, (part, key, vec, _jsonb(meta)))
+
+    catalog.retrying(h, write)
 
 
 @dataclass(frozen=True)
@@ -247,7 +249,9 @@ def make_batch(
         parts = [catalog.partition_name(p) for p in partition]
         if len(parts) != n:
             raise errors.InvalidArgument(f"space {h.name!r}: {n} keys but {len(parts)} partitions")
-    if len(set(zip(parts, key_list, strict=True))) != n:
+    one_partition = partition is None or isinstance(partition, str)
+    distinct = len(set(key_list)) if one_partition else len(set(zip(parts, key_list, strict=True)))
+    if distinct != n:
         check_keys(h.name, key_list)  # raises naming the duplicate
     return WriteBatch(key_list, matrix, metas, parts)
 
@@ -303,55 +307,88 @@ def multiset(
 ) -> int:
     """Upsert a checked batch in one transaction: all rows land or none do.
 
-    With `rebuild_index`, a batch of at least BULK_REBUILD_ROWS into an empty space this
-    session owns drops the indexes and builds them after the rows are in (several times
-    faster than growing them row by row). Returns the row count.
+    The rows go in chunk by chunk (COPY of a chunk's vectors, then one INSERT for the
+    chunk), so client memory stays a few chunks whatever the batch size; and in
+    (partition, key) order, so two batches over the same keys lock their rows in one
+    order and cannot deadlock. With `rebuild_index`, a batch of at least
+    BULK_REBUILD_ROWS into an empty space this session owns drops the indexes and builds
+    them after the rows are in (several times faster than growing them row by row).
+    Returns the row count.
     """
-    n = len(batch.keys)
-    if n == 0:
+    if not batch.keys:
         return 0
+    order = lock_order(batch)
+    return catalog.retrying(h, lambda: _multiset(h, batch, order, progress, rebuild_index))
+
+
+def lock_order(batch: WriteBatch) -> list[int]:
+    """Row positions in (partition, key) order: every writer locks rows in this order."""
+    keys, parts = batch.keys, batch.partitions
+    if all(p == parts[0] for p in parts):
+        return sorted(range(len(keys)), key=keys.__getitem__)
+    return sorted(range(len(keys)), key=lambda i: (parts[i], keys[i]))
+
+
+def chunk_rows(dims: int) -> int:
+    """Rows per chunk: about COPY_CHUNK bytes of COPY payload."""
+    return max(1, COPY_CHUNK // (4 * dims + 18))
+
+
+def _multiset(
+    h: SpaceHandle,
+    batch: WriteBatch,
+    order: list[int],
+    progress: Callable[[int], None] | None,
+    rebuild_index: bool,
+) -> int:
+    n = len(batch.keys)
+    insert = sql.SQL(
+        "INSERT INTO {live} (partition, key, embedding, metadata)"
+        " SELECT r.partition, r.key, s.embedding::{vt}, r.metadata"
+        " FROM unnest(%s::text[], %s::text[], %s::jsonb[])"
+        "   WITH ORDINALITY AS r(partition, key, metadata, idx)"
+        " JOIN eh_stage s USING (idx) ORDER BY r.idx"
+        " ON CONFLICT (partition, key) DO UPDATE"
+        " SET embedding = EXCLUDED.embedding, metadata = EXCLUDED.metadata"
+    ).format(live=h.tables.live, vt=h.tables.vector_type)
     with translate(h.name), h.conn.transaction(), h.conn.cursor() as cur:
         catalog.ensure_partitions(h, cur, set(batch.partitions))
         rebuild = rebuild_index and n >= BULK_REBUILD_ROWS and catalog.may_rebuild_index(h, cur)
         if rebuild:
             catalog.drop_index(h, cur)
-        _stage(cur, batch.matrix, progress)
         cur.execute(
-            sql.SQL(
-                "INSERT INTO {live} (partition, key, embedding, metadata)"
-                " SELECT r.partition, r.key, s.embedding::{vt}, r.metadata"
-                " FROM unnest(%s::text[], %s::text[], %s::jsonb[])"
-                "   WITH ORDINALITY AS r(partition, key, metadata, idx)"
-                " JOIN eh_stage s USING (idx)"
-                " ON CONFLICT (partition, key) DO UPDATE"
-                " SET embedding = EXCLUDED.embedding, metadata = EXCLUDED.metadata"
-            ).format(live=h.tables.live, vt=h.tables.vector_type),
-            (batch.partitions, batch.keys, batch.metadata),
+            "CREATE TEMP TABLE IF NOT EXISTS eh_stage (idx int4, embedding vector)"
+            " ON COMMIT DELETE ROWS"
         )
+        step = chunk_rows(h.dims)
+        for start in range(0, n, step):
+            rows = order[start : start + step]
+            cur.execute("TRUNCATE eh_stage")  # the previous chunk (or a caller's batch)
+            with cur.copy("COPY eh_stage (idx, embedding) FROM STDIN WITH (FORMAT BINARY)") as cp:
+                cp.write(copy_rows(batch.matrix[rows]))
+            cur.execute(insert, (
+                [batch.partitions[i] for i in rows],
+                [batch.keys[i] for i in rows],
+                [batch.metadata[i] for i in rows],
+            ))
+            if progress is not None:
+                progress(min(n, start + step))
         if rebuild:
             catalog.rebuild_index(h, cur)
     return n
 
 
-def _stage(cur: Any, matrix: np.ndarray, progress: Callable[[int], None] | None) -> None:
-    """Binary-COPY the matrix into the session's staging table, rows numbered from 1."""
-    n = len(matrix)
-    cur.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS eh_stage (idx int4, embedding vector) ON COMMIT DELETE ROWS"
-    )
-    cur.execute("DELETE FROM eh_stage")  # inside a caller's transaction an earlier batch is staged
-    with cur.copy("COPY eh_stage (idx, embedding) FROM STDIN WITH (FORMAT BINARY)") as cp:
-        payload = copy_rows(matrix)
-        for start in range(0, len(payload), COPY_CHUNK):
-            cp.write(payload[start : start + COPY_CHUNK])
-            if progress is not None:
-                progress(min(n, n * (start + COPY_CHUNK) // len(payload)))
-
-
-def multidelete(h: SpaceHandle, keys: Iterable[str], partition: str | None = None) -> int:
-    """Delete every key, or none if any is missing (KeyNotFound names it)."""
-    key_list = check_keys(h.name, keys)
+def multidelete(
+    h: SpaceHandle, keys: Iterable[str], partition: str | None = None, *, strict: bool = False
+) -> int:
+    """Delete the keys that exist and return how many. With `strict`, delete every key or
+    none: a missing one raises KeyNotFound naming it."""
+    key_list = sorted(check_keys(h.name, keys))  # one lock order for every writer
     part = catalog.partition_name(partition)
+    return catalog.retrying(h, lambda: _multidelete(h, key_list, part, strict))
+
+
+def _multidelete(h: SpaceHandle, key_list: list[str], part: str, strict: bool) -> int:
     with translate(h.name), h.conn.transaction(), h.conn.cursor() as cur:
         cur.execute(
             sql.SQL("DELETE FROM {} WHERE partition = %s AND key = ANY(%s) RETURNING key").format(
@@ -361,7 +398,7 @@ def multidelete(h: SpaceHandle, keys: Iterable[str], partition: str | None = Non
         )
         deleted = {r[0] for r in cur.fetchall()}
         missing = [k for k in key_list if k not in deleted]
-        if missing:
+        if strict and missing:
             raise errors.KeyNotFound(h.name, missing[0], part)  # rolls back the batch
     return len(deleted)
 
@@ -372,5 +409,10 @@ def delete_all(h: SpaceHandle, partition: str | None = None) -> int:
     params: tuple[Any, ...] = ()
     if partition is not None:
         cond, params = sql.SQL(" WHERE partition = %s"), (catalog.partition_name(partition),)
-    with translate(h.name), h.conn.transaction():
-        return h.conn.execute(sql.SQL("DELETE FROM {}{}").format(h.tables.live, cond), params).rowcount
+    query = sql.SQL("DELETE FROM {}{}").format(h.tables.live, cond)
+
+    def delete() -> int:
+        with translate(h.name), h.conn.transaction():
+            return h.conn.execute(query, params).rowcount
+
+    return catalog.retrying(h, delete)

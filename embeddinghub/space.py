@@ -121,11 +121,14 @@ class Space:
 
     def delete(self, key: str, partition: str | None = None) -> None:
         """Delete `key`; raises KeyNotFound if it is not there."""
-        rows.multidelete(self.handle, [key], partition)
+        rows.multidelete(self.handle, [key], partition, strict=True)
 
-    def multidelete(self, keys: Iterable[str], partition: str | None = None) -> int:
-        """Delete every key, or none if any is missing (KeyNotFound names it)."""
-        return rows.multidelete(self.handle, keys, partition)
+    def multidelete(
+        self, keys: Iterable[str], partition: str | None = None, *, strict: bool = False
+    ) -> int:
+        """Delete the keys that exist, in one transaction; return how many were deleted.
+        With `strict=True`, every key or none: a missing one raises KeyNotFound."""
+        return rows.multidelete(self.handle, keys, partition, strict=strict)
 
     def delete_all(self, partition: str | None = None) -> int:
         """Delete every row (of one partition, if given); returns how many."""
@@ -226,6 +229,11 @@ class Space:
     def create_index(self, m: int = 16, ef_construction: int = 64) -> None:
         """Rebuild the HNSW index (every partition's) with new parameters."""
         catalog.create_index(self.handle, m, ef_construction)
+
+    def ensure_index(self) -> bool:
+        """Build the HNSW index if it is missing or invalid (a load that was killed before
+        it rebuilt the index); True if it was built. `info()["index"]` tells its state."""
+        return catalog.ensure_index(self.handle)
 
     def set_ef_search(self, ef_search: int) -> None:
         """The space's default `ef_search` for every search that does not pass one."""
