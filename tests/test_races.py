@@ -21,7 +21,7 @@ import psycopg
 import pytest
 
 import embeddinghub as eh
-from embeddinghub import db, errors
+from embeddinghub import catalog, db, errors
 
 WORKER = Path(__file__).with_name("race_worker.py")
 
@@ -55,7 +55,8 @@ def workers() -> Iterator[Callable[..., Worker]]:
     for w in started:
         if w.proc.poll() is None:
             w.proc.kill()
-            w.proc.wait()
+        if w.proc.stdout is not None and not w.proc.stdout.closed:
+            w.proc.communicate()  # and close its pipes
 
 
 def wait_for_calls(space: eh.Space, rows: int = 1, seconds: float = 20) -> None:
@@ -245,3 +246,69 @@ def test_a_lost_connection_is_connection_failed(dsn: str) -> None:
         killer.execute("SELECT pg_terminate_backend(%s)", (pid,))
         with pytest.raises(errors.ConnectionFailed):
             victim.execute("SELECT 1")
+
+
+# -- a load killed mid-way ----------------------------------------------------------------------
+EXE = str(Path(sys.executable).parent / "embeddinghub")
+
+
+def test_load_killed_after_the_index_was_dropped_gets_its_index_back(
+    hub: eh.Hub, dsn: str, tmp_path: Path
+) -> None:
+    name = f"killed_{time.monotonic_ns()}"
+    data = tmp_path / "big.npy"
+    np.save(data, np.random.default_rng(0).random((100_000, 8), dtype=np.float32))
+    load = subprocess.Popen(
+        [EXE, "--dsn", dsn, "load", str(data), "-s", name, "--create", "--batch-size", "500",
+         "--silent"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (hub.has_space(name) and len(hub.get_space(name)) > 0):
+            assert load.poll() is None, f"the load ended early ({load.returncode})"
+            assert time.monotonic() < deadline, "the load never wrote a row"
+            time.sleep(0.01)
+        space = hub.get_space(name)
+        with hub.conn.transaction():  # park the loader between two batches, then kill it
+            hub.execute(psycopg.sql.SQL("LOCK TABLE {} IN SHARE MODE").format(space.tables.live))
+            assert space.info()["index"] == "building"  # the loader holds the load lock
+            load.kill()
+            load.wait(30)
+        assert 0 < len(space) < 100_000
+        deadline = time.monotonic() + 30  # the killed client's session ends on the server
+        while space.info()["index"] != "missing":
+            assert time.monotonic() < deadline, space.info()["index"]
+            time.sleep(0.05)
+        shown = subprocess.run([EXE, "--dsn", dsn, "space", "show", name, "--json"],
+                               capture_output=True, text=True, timeout=60)
+        assert json.loads(shown.stdout)["index"] == "missing"
+        # The next load, however small, builds the index the killed one dropped.
+        more = tmp_path / "more.jsonl"
+        more.write_text(json.dumps({"key": "extra", "embedding": [1.0] * 8}) + "\n")
+        again = subprocess.run([EXE, "--dsn", dsn, "load", str(more), "-s", name, "--silent"],
+                               capture_output=True, text=True, timeout=120)
+        assert again.returncode == 0, again.stderr
+        assert space.info()["index"] == "present"
+        with hub.conn.transaction():  # the searches can use it (the table is small)
+            hub.execute("SET LOCAL enable_seqscan = off")
+            plan = hub.execute(psycopg.sql.SQL(
+                "EXPLAIN SELECT key FROM {} ORDER BY embedding <-> '[1,1,1,1,1,1,1,1]' LIMIT 5"
+            ).format(space.tables.live))
+        assert "Index Scan" in " ".join(r[0] for r in plan)
+    finally:
+        if load.poll() is None:
+            load.kill()
+            load.wait(30)
+        if hub.has_space(name):
+            hub.delete_space(name)
+
+
+def test_ensure_index_restores_a_missing_index(make_space: Callable[..., eh.Space], hub: eh.Hub) -> None:
+    space = make_space(dims=4)
+    space.multiset({f"k{i}": [i, 1, 2, 3] for i in range(20)})
+    assert space.info()["index"] == "present" and not space.ensure_index()
+    with hub.conn.transaction(), hub.conn.cursor() as cur:
+        catalog.drop_index(space.handle, cur)
+    assert space.info()["index"] == "missing"
+    assert space.ensure_index() and space.info()["index"] == "present"
