@@ -48,6 +48,7 @@ __all__ = [
     "info",
     "list_partitions",
     "list_spaces",
+    "lock_for_write",
     "load",
     "may_rebuild_index",
     "partition_name",
@@ -326,10 +327,21 @@ def ensure_partitions(
         add_partition(h, cur, name)
 
 
+def lock_for_write(h: SpaceHandle, cur: psycopg.Cursor[Any]) -> None:
+    """The writers' side of the space lock, as the transaction's first statement.
+
+    The row trigger takes it too, but only once the write statement runs, and a READ
+    COMMITTED statement sees the rows committed when it started: a delete that waited there
+    for a rollback would miss the rows the rollback put back, and leave them in place.
+    Taken first, the write statements start after any rollback or snapshot committed.
+    """
+    cur.execute("SELECT pg_advisory_xact_lock_shared(embeddinghub.space_lock_key(), %s)", (h.id,))
+
+
 def refuse_if_frozen(h: SpaceHandle, cur: psycopg.Cursor[Any]) -> None:
     """Partition DDL is no row write, so the row trigger cannot refuse it: check here,
     holding the writers' lock so a concurrent freeze() waits for this transaction."""
-    cur.execute("SELECT pg_advisory_xact_lock_shared(embeddinghub.space_lock_key(), %s)", (h.id,))
+    lock_for_write(h, cur)
     cur.execute("SELECT frozen FROM embeddinghub.spaces WHERE id = %s", (h.id,))
     row = cur.fetchone()
     if row and row[0]:

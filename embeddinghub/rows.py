@@ -215,6 +215,7 @@ def set_row(
 
     def write() -> None:
         with translate(h.name, key=key), h.conn.transaction(), h.conn.cursor() as cur:
+            catalog.lock_for_write(h, cur)
             catalog.ensure_partitions(h, cur, [part])
             cur.execute(query, (part, key, vec, _jsonb(meta)))
 
@@ -352,6 +353,7 @@ def _multiset(
         " SET embedding = EXCLUDED.embedding, metadata = EXCLUDED.metadata"
     ).format(live=h.tables.live, vt=h.tables.vector_type)
     with translate(h.name), h.conn.transaction(), h.conn.cursor() as cur:
+        catalog.lock_for_write(h, cur)
         catalog.ensure_partitions(h, cur, set(batch.partitions))
         rebuild = rebuild_index and n >= BULK_REBUILD_ROWS and catalog.may_rebuild_index(h, cur)
         if rebuild:
@@ -390,6 +392,7 @@ def multidelete(
 
 def _multidelete(h: SpaceHandle, key_list: list[str], part: str, strict: bool) -> int:
     with translate(h.name), h.conn.transaction(), h.conn.cursor() as cur:
+        catalog.lock_for_write(h, cur)
         cur.execute(
             sql.SQL("DELETE FROM {} WHERE partition = %s AND key = ANY(%s) RETURNING key").format(
                 h.tables.live
@@ -412,7 +415,8 @@ def delete_all(h: SpaceHandle, partition: str | None = None) -> int:
     query = sql.SQL("DELETE FROM {}{}").format(h.tables.live, cond)
 
     def delete() -> int:
-        with translate(h.name), h.conn.transaction():
-            return h.conn.execute(query, params).rowcount
+        with translate(h.name), h.conn.transaction(), h.conn.cursor() as cur:
+            catalog.lock_for_write(h, cur)
+            return cur.execute(query, params).rowcount
 
     return catalog.retrying(h, delete)

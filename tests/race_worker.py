@@ -123,7 +123,99 @@ def upserts(hub: eh.Hub, args: dict[str, Any]) -> Outcomes:
     return out
 
 
-MODES = {"writer": writer, "reader": reader, "partitions": partitions, "upserts": upserts}
+# -- soak: writers with a model, readers, snapshots and rollbacks ------------------------------
+def _deadline(args: dict[str, Any]) -> Callable[[int], bool]:
+    end = time.monotonic() + args["seconds"]
+    return lambda i: i < args["max_calls"] and time.monotonic() < end
+
+
+def soak_writer(hub: eh.Hub, args: dict[str, Any]) -> Outcomes:
+    """Writes its own keys in partition w<id> (keeping a model of them) and upserts the
+    shared keys in the default partition in a random order (logging what committed)."""
+    space = hub.get_space(args["space"])
+    wid, dims, rng = args["id"], space.dims, np.random.default_rng(args["id"])
+    part, own = f"w{wid}", [f"w{wid}-{i}" for i in range(args["keys"])]
+    shared = [f"s-{i}" for i in range(args["shared"])]
+    model: dict[str, list[float]] = {}
+    out, going = Outcomes(), _deadline(args)
+    i = 0
+    while going(i):
+        i += 1
+        kind = i % 4
+        if kind == 0:  # overlapping upsert, every key, this writer's own random order
+            order = [shared[j] for j in rng.permutation(len(shared))]
+            vecs = np.tile(np.array([wid, i] + [0] * (dims - 2), dtype=np.float32), (len(order), 1))
+            if out.run(lambda order=order, vecs=vecs: space.multiset(order, vecs)):
+                out.log.append(i)
+            continue
+        keys = [own[j] for j in rng.choice(len(own), size=int(rng.integers(1, 30)), replace=False)]
+        if kind == 3:
+            if out.run(lambda keys=keys: space.multidelete(keys, partition=part)):
+                for k in keys:
+                    model.pop(k, None)
+            continue
+        vecs = rng.integers(-64, 64, size=(len(keys), dims)).astype(np.float32) / 4
+        if out.run(lambda keys=keys, vecs=vecs: space.multiset(keys, vecs, partition=part)):
+            model.update({k: v.tolist() for k, v in zip(keys, vecs, strict=True)})
+    out.log = [out.log, model]  # type: ignore[list-item]
+    return out
+
+
+def soak_reader(hub: eh.Hub, args: dict[str, Any]) -> Outcomes:
+    space = hub.get_space(args["space"])
+    q = np.ones(space.dims, dtype=np.float32)
+    out, going = Outcomes(), _deadline(args)
+    i = 0
+    while going(i):
+        i += 1
+        part = f"w{i % args['writers']}"
+        if i % 3 == 0:
+            out.run(lambda part=part: space.nearest_neighbors(5, vector=q, partition=part))
+        elif i % 3 == 1:
+            out.run(lambda: space.nearest_neighbors(10, vector=q))
+        else:
+            out.run(lambda part=part: sum(1 for _ in space.iterator(partition=part)))
+    return out
+
+
+def _fingerprint(rows: Any) -> list[Any]:
+    return sorted([k, v.tolist()] for k, v in rows)
+
+
+def soak_versions(hub: eh.Hub, args: dict[str, Any]) -> Outcomes:
+    """Snapshots under load, each read back at once and again at the end (a version never
+    changes); rollbacks to them, each undone in the same transaction (writers wait, then
+    find the working state as they left it), checking the rolled-back state on the way."""
+    space = hub.get_space(args["space"])
+    out, going = Outcomes(), _deadline(args)
+    seen: dict[int, list[Any]] = {}
+
+    def snapshot() -> None:
+        v = space.snapshot()
+        seen[v.number] = _fingerprint(space.as_of(v.number).iterator())
+
+    def roll_and_undo() -> None:
+        number = max(seen)
+        with hub.conn.transaction():
+            r = space.rollback(number)
+            if _fingerprint(space.iterator()) != seen[number]:
+                raise AssertionError(f"rollback to {number} did not restore it")
+            space.rollback(r.number - 1)
+
+    i = 0
+    while going(i):
+        i += 1
+        out.run(snapshot if i % 2 or not seen else roll_and_undo)
+        time.sleep(args.get("pause", 0.2))
+    for number, rows in seen.items():
+        if _fingerprint(space.as_of(number).iterator()) != rows:
+            out.errors["version changed"] += 1
+    out.log = [len(seen)]
+    return out
+
+
+MODES = {"writer": writer, "reader": reader, "partitions": partitions, "upserts": upserts,
+         "soak_writer": soak_writer, "soak_reader": soak_reader, "soak_versions": soak_versions}
 
 
 def main() -> None:

@@ -12,51 +12,17 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import psycopg
 import pytest
+from processes import Worker, workers_fixture  # noqa: F401 (the `workers` fixture)
 
 import embeddinghub as eh
 from embeddinghub import catalog, db, errors
-
-WORKER = Path(__file__).with_name("race_worker.py")
-
-
-class Worker:
-    def __init__(self, mode: str, **args: Any) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(WORKER), mode, json.dumps(args)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()  # blocks until connected (or the worker died)
-        assert line.strip() == "ready", self.proc.stderr.read() if self.proc.stderr else line
-
-    def result(self, timeout: float = 90) -> dict[str, Any]:
-        out, err = self.proc.communicate(timeout=timeout)
-        assert self.proc.returncode == 0, err
-        return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def workers() -> Iterator[Callable[..., Worker]]:
-    started: list[Worker] = []
-
-    def start(mode: str, **args: Any) -> Worker:
-        w = Worker(mode, **args)
-        started.append(w)
-        return w
-
-    yield start
-    for w in started:
-        if w.proc.poll() is None:
-            w.proc.kill()
-        if w.proc.stdout is not None and not w.proc.stdout.closed:
-            w.proc.communicate()  # and close its pipes
 
 
 def wait_for_calls(space: eh.Space, rows: int = 1, seconds: float = 20) -> None:
@@ -164,6 +130,26 @@ def test_opposite_order_upserts_do_not_deadlock(
     # Each batch is one transaction over every key: the last to commit wrote them all.
     matrix = np.stack([v for _, v in space.iterator()])
     assert len(matrix) == 1000 and (matrix == matrix[0]).all()
+
+
+def test_a_delete_that_waited_for_a_rollback_sees_the_rows_it_put_back(
+    dsn: str, make_space: Callable[..., eh.Space]
+) -> None:
+    space = make_space(dims=4)
+    space.set("k", [1, 2, 3, 4])
+    v1 = space.snapshot()
+    space.delete("k")
+    outcome: list[BaseException | None] = []
+    with eh.connect(dsn) as other:
+        theirs = other.get_space(space.name)
+        with other.conn.transaction():
+            theirs.rollback(v1.number)  # puts "k" back, and holds the space until commit
+            t = threading.Thread(target=lambda: outcome.append(_try(space.delete, "k")))
+            t.start()
+            time.sleep(0.3)  # the delete now waits for the rollback (not asserted on)
+        t.join(30)
+    assert outcome == [None]  # it found "k" (a strict delete)
+    assert "k" not in space
 
 
 # -- server errors, each to its own type ------------------------------------------------------
