@@ -28,6 +28,11 @@ __all__ = [
 class EmbeddingHubError(Exception):
     """Base class of every error raised by embeddinghub."""
 
+    def hint(self, advice: str) -> EmbeddingHubError:
+        """The error with `advice` (what to do) appended to its message; returns itself."""
+        self.args = (f"{self.args[0] if self.args else ''}: {advice}", *self.args[1:])
+        return self
+
 
 class SpaceNotFound(EmbeddingHubError):
     def __init__(self, space: str) -> None:

@@ -102,11 +102,17 @@ def missing_key(h: SpaceHandle, source: Source, key: str, partition: str) -> err
 
 
 # -- reads ------------------------------------------------------------------------------------
+MISSING = ("raise", "nan")
+
+
 def multiget(
-    h: SpaceHandle, source: Source, keys: Iterable[str], partition: str | None = None
+    h: SpaceHandle, source: Source, keys: Iterable[str], partition: str | None = None,
+    *, missing: str = "raise",
 ) -> np.ndarray:
-    """A (len(keys), dims) float32 matrix, rows in the order of `keys`; KeyNotFound names the
-    first missing key."""
+    """A (len(keys), dims) float32 matrix, rows in the order of `keys`. A missing key raises
+    KeyNotFound naming it, or with `missing="nan"` gets a row of NaN."""
+    if missing not in MISSING:
+        raise errors.InvalidArgument(f"space {h.name!r}: missing must be one of {MISSING}, not {missing!r}")
     key_list = [check_key(h.name, k) for k in keys]
     part = catalog.partition_name(partition)
     with translate(h.name, version=source.version):
@@ -121,9 +127,12 @@ def multiget(
     out = np.empty((len(key_list), h.dims), dtype=np.float32)
     for i, key in enumerate(key_list):
         vec = found.get(key)
-        if vec is None:
+        if vec is not None:
+            out[i] = to_numpy(vec)
+        elif missing == "nan":
+            out[i] = np.nan
+        else:
             raise missing_key(h, source, key, part)
-        out[i] = to_numpy(vec)
     return out
 
 
@@ -167,9 +176,15 @@ def count(h: SpaceHandle, source: Source, partition: str | None = None) -> int:
 
 
 def pages(
-    h: SpaceHandle, source: Source, partition: str | None = None, *, with_metadata: bool = False
+    h: SpaceHandle,
+    source: Source,
+    partition: str | None = None,
+    *,
+    with_metadata: bool = False,
+    with_partition: bool = False,
 ) -> Iterator[tuple[Any, ...]]:
-    """Yield `(key, vector)` (or `(key, vector, metadata)`) in (partition, key) order.
+    """Yield `(key, vector)` in (partition, key) order, then the metadata and the partition
+    when asked: `(key, vector[, metadata][, partition])`.
 
     Pages through the source by key, so no transaction stays open between pages.
     """
@@ -186,8 +201,9 @@ def pages(
     while True:
         with translate(h.name, version=source.version):
             rows = h.conn.execute(query, [*after, *base_params]).fetchall()
-        for _part, k, emb, meta in rows:
-            yield (k, to_numpy(emb), meta) if with_metadata else (k, to_numpy(emb))
+        for part_, k, emb, meta in rows:
+            row: tuple[Any, ...] = (k, to_numpy(emb))
+            yield row + ((meta,) if with_metadata else ()) + ((part_,) if with_partition else ())
         if len(rows) < ITERATOR_PAGE:
             return
         after = (rows[-1][0], rows[-1][1])
@@ -305,6 +321,7 @@ def multiset(
     *,
     progress: Callable[[int], None] | None = None,
     rebuild_index: bool = True,
+    phase: Callable[[str], None] | None = None,
 ) -> int:
     """Upsert a checked batch in one transaction: all rows land or none do.
 
@@ -314,12 +331,12 @@ def multiset(
     order and cannot deadlock. With `rebuild_index`, a batch of at least
     BULK_REBUILD_ROWS into an empty space this session owns drops the indexes and builds
     them after the rows are in (several times faster than growing them row by row).
-    Returns the row count.
+    `phase` is told when that build starts. Returns the row count.
     """
     if not batch.keys:
         return 0
     order = lock_order(batch)
-    return catalog.retrying(h, lambda: _multiset(h, batch, order, progress, rebuild_index))
+    return catalog.retrying(h, lambda: _multiset(h, batch, order, progress, rebuild_index, phase))
 
 
 def lock_order(batch: WriteBatch) -> list[int]:
@@ -341,6 +358,7 @@ def _multiset(
     order: list[int],
     progress: Callable[[int], None] | None,
     rebuild_index: bool,
+    phase: Callable[[str], None] | None,
 ) -> int:
     n = len(batch.keys)
     insert = sql.SQL(
@@ -376,6 +394,8 @@ def _multiset(
             if progress is not None:
                 progress(min(n, start + step))
         if rebuild:
+            if phase is not None:
+                phase("building the index")
             catalog.rebuild_index(h, cur)
     return n
 

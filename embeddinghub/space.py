@@ -140,9 +140,12 @@ class Space:
         row: np.ndarray = self.multiget([key], partition=partition)[0]
         return row
 
-    def multiget(self, keys: Iterable[str], partition: str | None = None) -> np.ndarray:
-        """A (len(keys), dims) float32 matrix, rows in the order of `keys`."""
-        return rows.multiget(self.handle, rows.live(self.handle), keys, partition)
+    def multiget(
+        self, keys: Iterable[str], partition: str | None = None, *, missing: str = "raise"
+    ) -> np.ndarray:
+        """A (len(keys), dims) float32 matrix, rows in the order of `keys`. A missing key
+        raises KeyNotFound, or with `missing="nan"` gets a row of NaN (partial results)."""
+        return rows.multiget(self.handle, rows.live(self.handle), keys, partition, missing=missing)
 
     def get_metadata(self, key: str, partition: str | None = None) -> dict[str, Any] | None:
         return rows.get_metadata(self.handle, rows.live(self.handle), key, partition)
@@ -157,13 +160,17 @@ class Space:
         return self.count()
 
     def iterator(
-        self, partition: str | None = None, *, with_metadata: bool = False
+        self, partition: str | None = None, *, with_metadata: bool = False,
+        with_partition: bool = False,
     ) -> Iterator[tuple[Any, ...]]:
-        """Yield `(key, vector)` pairs (all partitions unless one is given), in key order.
+        """Yield `(key, vector)` pairs (all partitions unless one is given), in (partition,
+        key) order; `with_metadata` / `with_partition` add those, in that order:
+        `(key, vector, metadata, partition)`.
 
         Pages through the table by key, so no transaction stays open between pages.
         """
-        return rows.pages(self.handle, rows.live(self.handle), partition, with_metadata=with_metadata)
+        return rows.pages(self.handle, rows.live(self.handle), partition,
+                          with_metadata=with_metadata, with_partition=with_partition)
 
     def __iter__(self) -> Iterator[Any]:
         return self.iterator()

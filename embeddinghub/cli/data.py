@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import click
-import numpy as np
 
 from .. import demo, errors, ingest
 from ..catalog import DTYPES, METRICS
@@ -34,9 +33,10 @@ __all__ = ["demo_", "export", "get", "load", "nn", "parse_json"]
 @click.option("--create", is_flag=True,
               help="Create the space if it does not exist, with the file's dims.")
 @click.option("--metric", type=click.Choice(METRICS), default=None,
-              help="With --create: the space's metric [default: l2].")
+              help="With --create: the space's metric [default: the export's, else l2].")
 @click.option("--dtype", type=click.Choice(DTYPES), default=None,
-              help="With --create: the space's storage type [default: float32].")
+              help="With --create: the space's storage type [default: the export's, else"
+              " float32].")
 @click.option("--partition", "-p", default=None,
               help="Load every row into this partition (overrides the file's partitions).")
 @click.option("--create-partitions", is_flag=True,
@@ -85,6 +85,8 @@ def load(
     if created:
         _create_for(hub, space_name, file, keys_file, metric, dtype)
     sp = hub.get_space(space_name)
+    if create and not created:
+        _check_settings(sp, metric, dtype)
     options = dict(batch_size=batch_size, partition=partition, keys_file=keys_file,
                    create_partitions=create_partitions, atomic=atomic)
     try:
@@ -95,20 +97,41 @@ def load(
         raise
 
 
+def _check_settings(sp: Space, metric: str | None, dtype: str | None) -> None:
+    """`load --create` into a space that exists: its settings must be the ones asked for."""
+    for option, asked, have in (("--metric", metric, sp.metric), ("--dtype", dtype, sp.dtype)):
+        if asked is not None and asked != have:
+            raise errors.InvalidArgument(
+                f"space {sp.name!r} already exists with {option.lstrip('-')} {have}, not {asked}:"
+                f" drop {option} to load into it, or load into a new space"
+            )
+
+
 def _create_for(
     hub: Hub, name: str, file: str, keys_file: str | None, metric: str | None, dtype: str | None
 ) -> None:
-    """Create the space `load --create` loads into, with the dims of the file's first row."""
-    first = next(ingest.iter_batches(file, 1, keys_file=keys_file), None)
-    if first is None:
-        raise errors.InvalidArgument(f"{file} has no rows, so --create cannot tell the dims")
-    hub.create_space(name, first.dims, metric or "l2", dtype or "float32")
+    """Create the space `load --create` loads into: the settings an export recorded in the
+    file (options given win), else the dims of the file's first row."""
+    settings = ingest.file_settings(file)
+    dims = settings.get("dims")
+    if dims is None:
+        first = next(ingest.iter_batches(file, 1, keys_file=keys_file), None)
+        if first is None:
+            raise errors.InvalidArgument(f"{file} has no rows, so --create cannot tell the dims")
+        dims = first.dims
+    hub.create_space(name, dims, metric or settings.get("metric", "l2"),
+                     dtype or settings.get("dtype", "float32"))
 
 
 def _load_with_progress(sp: Space, file: str, silent: bool, options: dict[str, Any]) -> None:
     started = time.perf_counter()
+
+    def phase(what: str) -> None:  # the bar is full: say what the wait is for (as the bar,
+        if not silent and sys.stderr.isatty():  # only on a terminal)
+            click.echo(f"\n{what} of space {sp.name!r}...", err=True)
+
     with progress(ingest.count_rows(file), f"loading {file}", silent) as update:
-        done = ingest.load(sp, file, progress=update, **options)
+        done = ingest.load(sp, file, progress=update, phase=phase, **options)
     seconds = time.perf_counter() - started
     click.echo(
         f"loaded {done} rows into space {sp.name!r} in {seconds:.1f} s"
@@ -212,21 +235,19 @@ def export(ctx: click.Context, space_name: str, file: str, partition: str | None
 
     `embeddinghub load` reads the file back.
 
-    Every row keeps its key, partition and metadata.
+    Every row keeps its key, partition and metadata, and the file records the space's
+    dims, metric and dtype: `load --create` of it makes the same kind of space.
 
     Example: embeddinghub export items items.jsonl
     """
     ingest.check_export_path(file)
     sp = hub_from(ctx).get_space(space_name)
-    parts = [partition] if partition else [p["name"] for p in sp.list_partitions()]
-
-    def rows() -> Iterator[tuple[str, np.ndarray, Any, str]]:
-        for part in parts:
-            for key, vec, meta in sp.iterator(partition=part, with_metadata=True):
-                yield key, vec, meta, part
-
+    if partition is not None and partition not in {p["name"] for p in sp.list_partitions()}:
+        raise errors.PartitionNotFound(sp.name, partition)
+    rows = sp.iterator(partition=partition, with_metadata=True, with_partition=True)
+    settings = {"dims": sp.dims, "metric": sp.metric, "dtype": sp.dtype}
     with progress(sp.count(partition), f"exporting {sp.name}", silent) as update:
-        count = ingest.write(file, rows(), dtype=sp.dtype, progress=update)
+        count = ingest.write(file, rows, dtype=sp.dtype, progress=update, settings=settings)
     click.echo(f"exported {count} rows of space {sp.name!r} to {file}")
 
 
