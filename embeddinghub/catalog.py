@@ -54,11 +54,13 @@ __all__ = [
     "partition_name",
     "rebuild_index",
     "refuse_if_frozen",
+    "rename_space",
     "release_load_lock",
     "retrying",
     "set_ef_search",
     "space_row",
     "take_load_lock",
+    "unfreeze",
 ]
 
 DEFAULT_PARTITION = "default"  # where writes without partition= go; it cannot be dropped
@@ -305,6 +307,26 @@ def freeze(h: SpaceHandle) -> None:
     """Make the space immutable; the database refuses every later write, raw SQL too."""
     with translate(h.name):  # waits for running writers (sql/versions.sql)
         h.conn.execute("SELECT embeddinghub.freeze(%s)", (h.name,))
+
+
+def unfreeze(h: SpaceHandle) -> None:
+    """Make a frozen space writable again (sql/unfreeze.sql); a no-op on a writable one."""
+    with translate(h.name):
+        h.conn.execute("SELECT embeddinghub.unfreeze(%s)", (h.name,))
+
+
+def rename_space(session: Session, old: str, new: str) -> None:
+    """Rename a space; its tables keep their id-based names, its BI view follows (a
+    trigger in sql/views.sql). SpaceNotFound for `old`, SpaceExists for `new`."""
+    validate_name("space", new)
+    space_row(session, old)
+    with translate(old), session.conn.transaction(), session.conn.cursor() as cur:
+        try:
+            cur.execute("UPDATE embeddinghub.spaces SET name = %s WHERE name = %s", (new, old))
+        except psycopg.errors.UniqueViolation:
+            raise errors.SpaceExists(new) from None
+        if cur.rowcount == 0:  # dropped or renamed by another session meanwhile
+            raise errors.SpaceNotFound(old)
 
 
 # -- partitions -------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from psycopg.types.json import Jsonb
 from . import catalog, errors
 from .catalog import SpaceHandle
 from .db import translate
+from .filters import compile_where
 from .vectors import as_matrix, as_vector, check_key, check_keys, copy_rows, metadata_list, normalise_metadata
 
 __all__ = [
@@ -28,9 +29,11 @@ __all__ = [
     "ITERATOR_PAGE",
     "Branch",
     "Source",
+    "check_offset",
     "contains",
     "count",
     "delete_all",
+    "delete_where",
     "get_metadata",
     "live",
     "multidelete",
@@ -40,6 +43,8 @@ __all__ = [
     "relation",
     "set_row",
     "to_numpy",
+    "update_metadata",
+    "vectors_of",
 ]
 
 BULK_REBUILD_ROWS = 5000  # a first load at least this large drops the index and rebuilds it
@@ -162,17 +167,60 @@ def contains(h: SpaceHandle, source: Source, key: object, partition: str | None 
     return row is not None
 
 
-def count(h: SpaceHandle, source: Source, partition: str | None = None) -> int:
-    """Rows in the source (in one partition, if given)."""
-    cond: sql.Composable = sql.SQL("")
-    params: tuple[Any, ...] = ()
+def _selection(
+    h: SpaceHandle, partition: str | None, where: Mapping[str, Any] | None
+) -> tuple[sql.Composable, dict[str, Any]]:
+    """` WHERE ...` for rows of one partition (if given) matching a metadata filter (if given)."""
+    conds: list[sql.Composable] = []
+    params: dict[str, Any] = {}
     if partition is not None:
-        cond, params = sql.SQL(" WHERE partition = %s"), (catalog.partition_name(partition),)
+        conds.append(sql.SQL("partition = %(part)s"))
+        params["part"] = catalog.partition_name(partition)
+    if where:
+        cond, filter_params = compile_where(h.name, where)
+        conds.append(cond)
+        params.update(filter_params)
+    return _where(conds), params
+
+
+def count(
+    h: SpaceHandle, source: Source, partition: str | None = None,
+    where: Mapping[str, Any] | None = None,
+) -> int:
+    """Rows in the source (in one partition, if given; matching `where`, if given)."""
+    cond, params = _selection(h, partition, where)
     with translate(h.name, version=source.version):
         row = h.conn.execute(
             sql.SQL("SELECT count(*) FROM {}{}").format(relation(source), cond), params
         ).fetchone()
     return int(row[0]) if row else 0
+
+
+def vectors_of(
+    h: SpaceHandle, source: Source, rows: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], np.ndarray]:
+    """The vectors of `(partition, key)` rows, in one query (rows gone meanwhile are left out)."""
+    if not rows:
+        return {}
+    with translate(h.name, version=source.version):
+        found = h.conn.execute(
+            sql.SQL(
+                "SELECT s.partition, s.key, s.embedding FROM {} s"
+                " JOIN unnest(%s::text[], %s::text[]) AS r(partition, key) USING (partition, key)"
+            ).format(relation(source)),
+            ([p for p, _ in rows], [k for _, k in rows]),
+        ).fetchall()
+    return {(p, k): to_numpy(v) for p, k, v in found}
+
+
+def check_offset(h: SpaceHandle, offset: object, num: object) -> int:
+    """A search's `offset` (results to skip, for paging): an integer >= 0. The search asks
+    for `num + offset` rows, so with an offset `num` is checked here first."""
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise errors.InvalidArgument(f"space {h.name!r}: offset must be an integer >= 0, not {offset!r}")
+    if offset and (isinstance(num, bool) or not isinstance(num, int) or num < 1):
+        raise errors.InvalidArgument(f"space {h.name!r}: num must be a positive integer, not {num!r}")
+    return offset
 
 
 def pages(
@@ -424,6 +472,47 @@ def _multidelete(h: SpaceHandle, key_list: list[str], part: str, strict: bool) -
         if strict and missing:
             raise errors.KeyNotFound(h.name, missing[0], part)  # rolls back the batch
     return len(deleted)
+
+
+def update_metadata(
+    h: SpaceHandle, key: str, metadata: dict[str, Any] | None, partition: str | None = None,
+    *, merge: bool = False,
+) -> None:
+    """Replace the metadata of `key` (its vector stays), or with `merge` add `metadata`'s
+    fields to it (a JSON merge of the top level); KeyNotFound if the key is not there."""
+    key = check_key(h.name, key)
+    meta = normalise_metadata(h.name, metadata)
+    part = catalog.partition_name(partition)
+    value = sql.SQL("coalesce(metadata, '{}'::jsonb) || %s") if merge and meta is not None else sql.SQL("%s")
+    query = sql.SQL("UPDATE {} SET metadata = {} WHERE partition = %s AND key = %s").format(
+        h.tables.live, value
+    )
+
+    def update() -> int:
+        with translate(h.name, key=key), h.conn.transaction(), h.conn.cursor() as cur:
+            catalog.lock_for_write(h, cur)
+            return cur.execute(query, (_jsonb(meta), part, key)).rowcount
+
+    if catalog.retrying(h, update) == 0:
+        raise errors.KeyNotFound(h.name, key, part)
+
+
+def delete_where(h: SpaceHandle, where: Mapping[str, Any], partition: str | None = None) -> int:
+    """Delete the rows whose metadata matches `where` (in one partition, if given); returns
+    how many. An empty filter is refused: `delete_all` says what it means."""
+    if not where:
+        raise errors.InvalidArgument(
+            f"space {h.name!r}: delete_where needs a non-empty filter; use delete_all() to empty it"
+        )
+    cond, params = _selection(h, partition, where)
+    query = sql.SQL("DELETE FROM {}{}").format(h.tables.live, cond)
+
+    def delete() -> int:
+        with translate(h.name), h.conn.transaction(), h.conn.cursor() as cur:
+            catalog.lock_for_write(h, cur)
+            return cur.execute(query, params).rowcount
+
+    return catalog.retrying(h, delete)
 
 
 def delete_all(h: SpaceHandle, partition: str | None = None) -> int:

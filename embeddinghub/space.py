@@ -8,6 +8,7 @@ versions, acl, recommend, tuning, models).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -134,6 +135,19 @@ class Space:
         """Delete every row (of one partition, if given); returns how many."""
         return rows.delete_all(self.handle, partition)
 
+    def delete_where(self, where: Mapping[str, Any], partition: str | None = None) -> int:
+        """Delete the rows whose metadata matches the filter `where` (see *Metadata
+        filters*), in one partition if given; returns how many."""
+        return rows.delete_where(self.handle, where, partition)
+
+    def update_metadata(
+        self, key: str, metadata: dict[str, Any] | None, partition: str | None = None,
+        *, merge: bool = False,
+    ) -> None:
+        """Replace the metadata of `key`, leaving its vector; `merge=True` adds the given
+        fields to the stored ones instead. KeyNotFound if the key is not there."""
+        rows.update_metadata(self.handle, key, metadata, partition, merge=merge)
+
     # -- reads ------------------------------------------------------------------------
     def get(self, key: str, partition: str | None = None) -> np.ndarray:
         """The embedding of `key` (in the default partition unless `partition` is given)."""
@@ -153,8 +167,9 @@ class Space:
     def __contains__(self, key: object) -> bool:
         return rows.contains(self.handle, rows.live(self.handle), key)
 
-    def count(self, partition: str | None = None) -> int:
-        return rows.count(self.handle, rows.live(self.handle), partition)
+    def count(self, partition: str | None = None, where: Mapping[str, Any] | None = None) -> int:
+        """Rows in the space (in one partition; matching a metadata filter `where`)."""
+        return rows.count(self.handle, rows.live(self.handle), partition, where)
 
     def __len__(self) -> int:
         return self.count()
@@ -187,16 +202,21 @@ class Space:
         *,
         ef_search: int | None = None,
         key_partition: str | None = None,
+        include_vectors: bool = False,
+        offset: int = 0,
     ) -> list[Neighbor]:
         """The `num` nearest embeddings to `key`'s vector or to `vector`, closest first.
 
         With `key`, the key itself is left out. `partition` searches one partition's
         own HNSW index; without it, all partitions are searched and merged. The key is
         looked up in `key_partition` (default: `partition`, else the default partition).
+        `include_vectors` fills each Neighbor's `vector`; `offset` skips that many of the
+        closest first (pages: offset=0, num; offset=num, num; ...).
         """
         keys, vectors = search.one_query(self.handle, key, vector)
         return self.multi_nearest_neighbors(
-            num, keys, vectors, partition, where, version, ef_search=ef_search, key_partition=key_partition
+            num, keys, vectors, partition, where, version, ef_search=ef_search,
+            key_partition=key_partition, include_vectors=include_vectors, offset=offset,
         )[0]
 
     def multi_nearest_neighbors(
@@ -210,14 +230,23 @@ class Space:
         *,
         ef_search: int | None = None,
         key_partition: str | None = None,
+        include_vectors: bool = False,
+        offset: int = 0,
     ) -> list[list[Neighbor]]:
-        """Nearest neighbours of many keys or vectors, answered in one round trip."""
+        """Nearest neighbours of many keys or vectors, answered in one round trip (plus one
+        for `include_vectors`); `offset` skips that many of each query's closest."""
         source = rows.live(self.handle)
         if version is not None:
             source = versions.source_at(self.handle, versions.resolve(self.handle, version))
-        return search.search(
-            self.handle, source, num, keys, vectors, partition, where, ef_search, key_partition
+        skip = rows.check_offset(self.handle, offset, num)
+        found = search.search(
+            self.handle, source, num + skip, keys, vectors, partition, where, ef_search, key_partition
         )
+        pages = [hits[skip:] for hits in found]
+        if not include_vectors:
+            return pages
+        got = rows.vectors_of(self.handle, source, [(n.partition, n.key) for hits in pages for n in hits])
+        return [[replace(n, vector=got.get((n.partition, n.key))) for n in hits] for hits in pages]
 
     # -- partitions -------------------------------------------------------------------
     def create_partition(self, name: str) -> None:
@@ -262,6 +291,10 @@ class Space:
     def freeze(self) -> None:
         """Make the space immutable; the database refuses every later write, raw SQL too."""
         catalog.freeze(self.handle)
+
+    def unfreeze(self) -> None:
+        """Make a frozen space writable again."""
+        catalog.unfreeze(self.handle)
 
     # -- averaging and recommendations --------------------------------------------------
     def average(

@@ -24,7 +24,7 @@ from .base import (
     progress,
 )
 
-__all__ = ["demo_", "export", "get", "load", "nn", "parse_json"]
+__all__ = ["count", "delete", "demo_", "export", "get", "load", "metadata_", "nn", "parse_json"]
 
 
 @main.command()
@@ -183,6 +183,9 @@ def get(ctx: click.Context, space_name: str, key: str, partition: str | None,
               help="HNSW candidate list size for this search (higher: better recall, slower).")
 @click.option("--version", "at_version", default=None, metavar="VERSION",
               help="Search the space as it was at this version (a number or a tag).")
+@click.option("--offset", type=click.IntRange(min=0), default=0,
+              help="Skip this many of the closest (the next page: --offset K with -k K).")
+@click.option("--include-vectors", is_flag=True, help="Add each neighbour's vector.")
 @output_options
 @click.pass_context
 @handle_errors
@@ -197,6 +200,8 @@ def nn(
     where: str | None,
     ef_search: int | None,
     at_version: str | None,
+    offset: int,
+    include_vectors: bool,
     fmt: str | None,
 ) -> None:
     """Nearest neighbours of a key or a vector.
@@ -215,12 +220,88 @@ def nn(
     if key_partition is not None and key is None:
         raise errors.InvalidArgument("--key-partition goes with --key")
     space = hub_from(ctx).get_space(space_name)
-    sp = space if at_version is None else space.as_of(parse_version(at_version))
-    hits = sp.nearest_neighbors(
-        num, key=key, vector=query, partition=partition, where=filt, ef_search=ef_search,
-        key_partition=key_partition,
-    )
-    emit_neighbors(hits, fmt)
+    if at_version is None:
+        hits = space.nearest_neighbors(
+            num, key=key, vector=query, partition=partition, where=filt, ef_search=ef_search,
+            key_partition=key_partition, offset=offset, include_vectors=include_vectors,
+        )
+    else:
+        if offset or include_vectors:
+            raise errors.InvalidArgument("--offset and --include-vectors apply to the working state;"
+                                         " drop --version")
+        hits = space.as_of(parse_version(at_version)).nearest_neighbors(
+            num, key=key, vector=query, partition=partition, where=filt, ef_search=ef_search,
+            key_partition=key_partition,
+        )
+    emit_neighbors(hits, fmt, first_rank=offset + 1)
+
+
+@main.command()
+@click.argument("space_name", metavar="SPACE")
+@click.option("--partition", "-p", default=None, help="Count only this partition.")
+@click.option("--where", default=None, help="Count only rows whose metadata match this filter (JSON).")
+@output_options
+@click.pass_context
+@handle_errors
+def count(ctx: click.Context, space_name: str, partition: str | None, where: str | None,
+          fmt: str | None) -> None:
+    """The number of rows in SPACE (in one partition, matching a metadata filter).
+
+    Example: embeddinghub count items --where '{"lang": "en"}'
+    """
+    filt = None if where is None else parse_json("--where", where, dict)
+    n = hub_from(ctx).get_space(space_name).count(partition, where=filt)
+    emit({"space": space_name, "partition": partition, "where": filt, "rows": n}, fmt)
+
+
+@main.command()
+@click.argument("space_name", metavar="SPACE")
+@click.argument("keys", nargs=-1)
+@click.option("--where", default=None, help="Delete the rows whose metadata match this filter (JSON).")
+@click.option("--partition", "-p", default=None, help="The partition [default: default, or all for --where].")
+@click.option("--strict", is_flag=True, help="With KEYS: every key or none (a missing key is an error).")
+@click.option("--yes", "-y", is_flag=True, help="With --where: do not ask for confirmation.")
+@click.pass_context
+@handle_errors
+def delete(ctx: click.Context, space_name: str, keys: tuple[str, ...], where: str | None,
+           partition: str | None, strict: bool, yes: bool) -> None:
+    """Delete KEYS from SPACE, or the rows matching --where; prints how many went.
+
+    Keys that are not there are skipped (--strict: then nothing is deleted).
+
+    Example: embeddinghub delete items --where '{"source": "crawl-7"}' --yes
+    """
+    if bool(keys) == (where is not None):
+        raise errors.InvalidArgument("pass KEYS or --where (one of them)")
+    sp = hub_from(ctx).get_space(space_name)
+    if where is None:
+        n = sp.multidelete(list(keys), partition=partition, strict=strict)
+    else:
+        filt = parse_json("--where", where, dict)
+        if not yes:
+            matched = sp.count(partition, where=filt)
+            click.confirm(f"Delete {matched} rows of space {space_name!r}?", abort=True, err=True)
+        n = sp.delete_where(filt, partition=partition)
+    click.echo(f"deleted {n} row{'' if n == 1 else 's'} of space {space_name!r}")
+
+
+@main.command("metadata")
+@click.argument("space_name", metavar="SPACE")
+@click.argument("key")
+@click.argument("metadata", metavar="JSON")
+@click.option("--partition", "-p", default=None, help="The key's partition [default: default].")
+@click.option("--merge", is_flag=True, help="Add these fields to the stored metadata.")
+@click.pass_context
+@handle_errors
+def metadata_(ctx: click.Context, space_name: str, key: str, metadata: str, partition: str | None,
+              merge: bool) -> None:
+    """Set the metadata of KEY to JSON (an object), leaving its vector as it is.
+
+    Example: embeddinghub metadata items item-42 '{"lang": "en"}' --merge
+    """
+    value = parse_json("JSON", metadata, dict)
+    hub_from(ctx).get_space(space_name).update_metadata(key, value, partition, merge=merge)
+    click.echo(f"{'merged' if merge else 'set'} the metadata of {key!r} in space {space_name!r}")
 
 
 @main.command()

@@ -136,3 +136,30 @@ def reindex(ctx: click.Context, name: str, m: int | None, ef_construction: int |
                     ef_construction if ef_construction is not None else sp.ef_construction)
     click.echo(f"built the index of space {name!r} in {time.perf_counter() - started:.1f} s"
                f" (m={sp.m}, ef_construction={sp.ef_construction})")
+
+
+@space.command()
+@click.argument("name")
+@click.pass_context
+@handle_errors
+def unfreeze(ctx: click.Context, name: str) -> None:
+    """Make the frozen space NAME writable again.
+
+    Example: embeddinghub space unfreeze items
+    """
+    hub_from(ctx).unfreeze_space(name)
+    click.echo(f"unfroze space {name!r}")
+
+
+@space.command()
+@click.argument("old")
+@click.argument("new")
+@click.pass_context
+@handle_errors
+def rename(ctx: click.Context, old: str, new: str) -> None:
+    """Rename the space OLD to NEW; rows, versions, grants and its BI view go with it.
+
+    Example: embeddinghub space rename items items-v1
+    """
+    hub_from(ctx).rename_space(old, new)
+    click.echo(f"renamed space {old!r} to {new!r}")
