@@ -122,10 +122,15 @@ def _raced(exc: psycopg.Error, state: str, space: str | None) -> errors.Embeddin
     if space is None:
         return None
     diag = exc.diag.message_primary or ""
-    if state == "42P01" or "could not open relation with OID" in diag:
+    if state == "42P01" and ("embeddinghub_data." in diag or "embeddinghub_views." in diag):
         error = errors.SpaceNotFound(space)
         error.args = (f"space {space!r} does not exist (it was dropped while this call ran)",)
         return error
+    if "could not open relation with OID" in diag:  # the space or a partition went meanwhile
+        return errors.Conflict(
+            f"space {space!r}: its tables changed while this call ran (the space or a partition"
+            " was dropped); nothing was written: retry it"
+        )
     if state == "23514" and diag.startswith("no partition of relation"):
         found = _NO_PARTITION.search(exc.diag.message_detail or "")
         return errors.PartitionNotFound(space, found.group(1) if found else "?")

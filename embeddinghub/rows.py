@@ -279,8 +279,8 @@ def set_row(
 
     def write() -> None:
         with translate(h.name, key=key), h.conn.transaction(), h.conn.cursor() as cur:
+            catalog.ensure_partitions(h, cur, [part])  # may create one: table lock first
             catalog.lock_for_write(h, cur)
-            catalog.ensure_partitions(h, cur, [part])
             cur.execute(query, (part, key, vec, _jsonb(meta)))
 
     catalog.retrying(h, write)
@@ -419,8 +419,8 @@ def _multiset(
         " SET embedding = EXCLUDED.embedding, metadata = EXCLUDED.metadata"
     ).format(live=h.tables.live, vt=h.tables.vector_type)
     with translate(h.name), h.conn.transaction(), h.conn.cursor() as cur:
+        catalog.ensure_partitions(h, cur, set(batch.partitions))  # table lock first, as writers
         catalog.lock_for_write(h, cur)
-        catalog.ensure_partitions(h, cur, set(batch.partitions))
         rebuild = rebuild_index and n >= BULK_REBUILD_ROWS and catalog.may_rebuild_index(h, cur)
         if rebuild:
             catalog.drop_index(h, cur)

@@ -240,7 +240,8 @@ class Space:
             source = versions.source_at(self.handle, versions.resolve(self.handle, version))
         skip = rows.check_offset(self.handle, offset, num)
         found = search.search(
-            self.handle, source, num + skip, keys, vectors, partition, where, ef_search, key_partition
+            self.handle, source, num + skip if skip else num, keys, vectors, partition, where,
+            ef_search, key_partition,
         )
         pages = [hits[skip:] for hits in found]
         if not include_vectors:
