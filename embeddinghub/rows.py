@@ -419,11 +419,12 @@ def _multiset(
         " SET embedding = EXCLUDED.embedding, metadata = EXCLUDED.metadata"
     ).format(live=h.tables.live, vt=h.tables.vector_type)
     with translate(h.name), h.conn.transaction(), h.conn.cursor() as cur:
-        catalog.ensure_partitions(h, cur, set(batch.partitions))  # table lock first, as writers
-        catalog.lock_for_write(h, cur)
+        # Table locks (a new partition, dropping the index) before the space lock, as writers.
+        catalog.ensure_partitions(h, cur, set(batch.partitions))
         rebuild = rebuild_index and n >= BULK_REBUILD_ROWS and catalog.may_rebuild_index(h, cur)
         if rebuild:
             catalog.drop_index(h, cur)
+        catalog.lock_for_write(h, cur)
         cur.execute(
             "CREATE TEMP TABLE IF NOT EXISTS eh_stage (idx int4, embedding vector)"
             " ON COMMIT DELETE ROWS"
