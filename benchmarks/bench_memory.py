@@ -3,14 +3,15 @@
 `python -m benchmarks.bench_memory [--rows 1000000] [--dims 384] [--index] [--dsn DSN]`
 
 Each measurement runs in a fresh child process, so its peak RSS (`ru_maxrss`) is the
-multiset's alone: the child makes a float32 matrix of `rows x dims` and string keys, then
-writes them with one `multiset` call into a new space. The ratio is that peak (everything
-the process holds: interpreter, libraries, the input matrix itself and its keys) over the
-bytes of the vectors; the target is <= 1.5. The HNSW build after the load runs in the
-server and adds no client memory, so by default it is skipped (`--index` includes it: the
-public `Space.multiset` path, slower at a million rows); the rows go through the same
-chunked COPY + INSERT either way. In `make bench` (`run`) it measures 200k x 384, or
-50k x 384 with `--quick`.
+multiset's alone: the child connects, makes a float32 matrix of `rows x dims` and string
+keys, then writes them with one `multiset` call into a new space. The ratio is that peak
+less the process's size once connected (interpreter and libraries, ~0.1 GiB at any size)
+over the bytes of the vectors, so it counts the input matrix, its keys and everything the
+multiset adds; the target is <= 1.5. `total_ratio` is the whole peak over the vectors.
+The HNSW build after the load runs in the server and adds no client memory, so by default
+it is skipped (`--index` includes it: the public `Space.multiset` path, slower at a million
+rows); the rows go through the same chunked COPY + INSERT either way. In `make bench`
+(`run`) it measures 200k x 384, or 50k x 384 with `--quick`.
 """
 
 from __future__ import annotations
@@ -73,19 +74,24 @@ def measure(dsn: str, n: int, dims: int, index: bool = False) -> dict[str, Any]:
     if done.returncode != 0:
         raise RuntimeError(f"memory bench child failed: {done.stderr.strip()[-2000:]}")
     figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    figures["ratio"] = figures["peak_rss"] / figures["vector_bytes"]
-    figures["extra_over_input"] = (figures["peak_rss"] - figures["input_rss"]) / figures["vector_bytes"]
+    # What the multiset's data costs: the peak over the process as it stood connected, before
+    # making the input (interpreter, numpy, psycopg: ~0.1 GiB, the same at any size).
+    figures["ratio"] = (figures["peak_rss"] - figures["start_rss"]) / figures["vector_bytes"]
+    figures["total_ratio"] = figures["peak_rss"] / figures["vector_bytes"]
     return figures
 
 
 def row(figures: dict[str, Any]) -> dict[str, Any]:
     gib = 1 << 30
     return {
-        "measure": f"multiset {figures['rows']:,} x {figures['dims']} float32: peak RSS / vectors",
+        "measure": f"multiset {figures['rows']:,} x {figures['dims']} float32:"
+                   " peak RSS over the connected baseline / vectors",
         "value": round(figures["ratio"], 3),
         "target": f"<= {TARGET}",
         "ok": figures["ratio"] <= TARGET,
+        "total_ratio": round(figures["total_ratio"], 3),
         "vectors_gib": round(figures["vector_bytes"] / gib, 3),
+        "baseline_gib": round(figures["start_rss"] / gib, 3),
         "peak_gib": round(figures["peak_rss"] / gib, 3),
         "peak_over_input_gib": round((figures["peak_rss"] - figures["input_rss"]) / gib, 3),
         "seconds": round(figures["seconds"], 1),

@@ -19,7 +19,8 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
 from . import errors, storage
-from .db import Session, translate, validate_name
+from .db import translate, validate_name
+from .session import Session
 
 __all__ = [
     "DEFAULT_PARTITION",
@@ -33,6 +34,7 @@ __all__ = [
     "add_partition",
     "check_ef_search",
     "check_index_params",
+    "check_target_recall",
     "create_index",
     "create_partition",
     "create_space",
@@ -58,6 +60,7 @@ __all__ = [
     "release_load_lock",
     "retrying",
     "set_ef_search",
+    "set_target_recall",
     "space_row",
     "take_load_lock",
     "unfreeze",
@@ -101,6 +104,7 @@ class SpaceHandle:
     ef_search: int
     auto_partition: bool
     description: str | None
+    target_recall: float | None
     tables: storage.SpaceTables
     known_partitions: set[str] = field(default_factory=set)
 
@@ -141,6 +145,12 @@ def check_ef_search(space: str, ef_search: object) -> int:
             f"space {space!r}: ef_search must be from 1 to {EF_SEARCH_MAX}, not {ef_search!r}"
         )
     return ef_search
+
+
+def check_target_recall(space: str, target: object) -> float:
+    if isinstance(target, bool) or not isinstance(target, int | float) or not 0 < target <= 1:
+        raise errors.InvalidArgument(f"space {space!r}: target_recall must be in (0, 1], not {target!r}")
+    return float(target)
 
 
 def check_index_params(space: str, m: object, ef_construction: object) -> None:
@@ -190,6 +200,7 @@ def load(session: Session, hooks: Hooks, name: str) -> SpaceHandle:
         ef_search=row["ef_search"],
         auto_partition=row["auto_partition"],
         description=row["description"],
+        target_recall=row.get("target_recall"),
         tables=storage.SpaceTables(row["id"], row["dims"], row["metric"], row["dtype"]),
     )
 
@@ -298,6 +309,7 @@ def info(h: SpaceHandle) -> dict[str, Any]:
         "index": index_state(h),
         "auto_partition": row["auto_partition"],
         "description": row["description"],
+        "target_recall": row.get("target_recall"),
         "created_at": row["created_at"],
         "partitions": [p["name"] for p in list_partitions(h)],
     }
@@ -563,3 +575,11 @@ def set_ef_search(h: SpaceHandle, ef_search: int) -> None:
     with translate(h.name):
         h.conn.execute("UPDATE embeddinghub.spaces SET ef_search = %s WHERE id = %s", (ef_search, h.id))
     h.ef_search = ef_search
+
+
+def set_target_recall(h: SpaceHandle, target: float | None) -> None:
+    """The recall@k the space promises: `tune()` without a target aims at it (None: unset)."""
+    value = None if target is None else check_target_recall(h.name, target)
+    with translate(h.name):
+        h.conn.execute("UPDATE embeddinghub.spaces SET target_recall = %s WHERE id = %s", (value, h.id))
+    h.target_recall = value

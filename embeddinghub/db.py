@@ -9,12 +9,21 @@ from typing import Any, Protocol
 
 import psycopg
 from pgvector.psycopg import register_vector
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from . import errors
+from .compat import redact_dsn
 
 __all__ = [
-    "Session",
-    "SupportsConnection", "from_db_error", "open_connection", "redact", "translate", "validate_name"]
+    "SupportsConnection",
+    "apply_session_settings",
+    "configure",
+    "from_db_error",
+    "open_connection",
+    "translate",
+    "validate_name",
+    "with_keepalives",
+]
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,62}$")
 
@@ -29,22 +38,48 @@ def validate_name(kind: str, name: object) -> str:
     return name
 
 
-def open_connection(dsn: str) -> psycopg.Connection[Any]:
-    """An autocommit connection with pgvector's types; ConnectionFailed if the server is unreachable."""
-    try:
-        conn = psycopg.connect(dsn, autocommit=True)
-    except psycopg.Error as exc:
-        raise errors.ConnectionFailed(f"cannot connect to {redact(dsn)}: {exc}") from exc
-    return conn
+# Client-side keepalives notice a vanished server host (libpq's idle default is 2 h).
+KEEPALIVES = {"keepalives_idle": "30", "keepalives_interval": "10", "keepalives_count": "3"}
+# A backend whose client died stops within seconds (it polls the socket) instead of running
+# its statement, and holding its locks, to the end; TCP keepalives do the same for a client
+# whose host vanished. Session settings, so a server that lacks one (or a platform that
+# can't poll, e.g. Windows) still connects.
+SESSION_SETTINGS = (
+    "SELECT set_config('client_connection_check_interval', '2s', false)",
+    "SELECT set_config('tcp_keepalives_idle', '30', false),"
+    " set_config('tcp_keepalives_interval', '10', false), set_config('tcp_keepalives_count', '3', false)",
+)
 
 
-def register_types(conn: psycopg.Connection[Any]) -> None:
+def with_keepalives(dsn: str) -> str:
+    """`dsn` with client keepalives; options already in the DSN win."""
+    given = conninfo_to_dict(dsn)
+    return make_conninfo(dsn, **{k: v for k, v in KEEPALIVES.items() if k not in given})
+
+
+def apply_session_settings(conn: psycopg.Connection[Any]) -> None:
+    """The session settings above, each skipped where the server refuses it."""
+    for statement in SESSION_SETTINGS:
+        try:
+            conn.execute(statement)
+        except psycopg.Error:
+            pass
+
+
+def configure(conn: psycopg.Connection[Any]) -> None:
+    """Set up a new connection: the session settings and pgvector's types."""
+    apply_session_settings(conn)
     register_vector(conn)
 
 
-def redact(dsn: str) -> str:
-    """`dsn` with any password replaced by ***, for messages and display."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", re.sub(r"password=\S+", "password=***", dsn))
+def open_connection(dsn: str) -> psycopg.Connection[Any]:
+    """A configured autocommit connection; ConnectionFailed if the server is unreachable."""
+    try:
+        conn = psycopg.connect(with_keepalives(dsn), autocommit=True)
+        configure(conn)
+    except psycopg.Error as exc:
+        raise errors.ConnectionFailed(f"cannot connect to {redact_dsn(dsn)}: {exc}") from exc
+    return conn
 
 
 class SupportsConnection(Protocol):
@@ -52,21 +87,6 @@ class SupportsConnection(Protocol):
 
     @property
     def conn(self) -> psycopg.Connection[Any]: ...
-
-
-class Session:
-    """The hub's connection to its database, shared by every space handle of the hub.
-
-    Feature code reads `session.conn` at call time, never keeps the connection itself, so
-    a reconnect is seen everywhere at once.
-    """
-
-    def __init__(self, dsn: str, conn: psycopg.Connection[Any]) -> None:
-        self.dsn = dsn
-        self.conn = conn
-
-    def close(self) -> None:
-        self.conn.close()
 
 
 @contextmanager

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from contextlib import AbstractContextManager
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from . import acl, catalog, errors, migrate, views
+from . import acl, catalog, errors, failover, migrate, views
 from .catalog import DTYPES, METRICS
-from .compat import Config, LocalConfig
-from .db import Session, open_connection, register_types, translate
+from .compat import Config, LocalConfig, redact_dsn
+from .db import apply_session_settings, translate
+from .failover import RetryPolicy
 from .server import EmbeddedServer
+from .session import READS, Session, session_call
 from .space import Space
 
 __all__ = ["DTYPES", "HOOKS", "METRICS", "Hub", "connect"]
@@ -25,8 +29,11 @@ HOOKS = catalog.Hooks(
 )
 
 
-def resolve_dsn(target: str | Config | LocalConfig | None = None) -> str:
-    """The DSN for `target`: a DSN, a Config, a LocalConfig (embedded), or the defaults."""
+def resolve_dsn(target: str | list[str] | Config | LocalConfig | None = None) -> str:
+    """The DSN for `target`: a DSN (one host or several), a list of DSNs of one cluster, a
+    Config, a LocalConfig (embedded), or the defaults."""
+    if isinstance(target, list | tuple) and target:
+        return failover.merge_conninfo(list(target))
     if isinstance(target, Config):
         return target.dsn()
     if isinstance(target, LocalConfig):
@@ -42,30 +49,81 @@ def resolve_dsn(target: str | Config | LocalConfig | None = None) -> str:
 
 
 def connect(
-    target: str | Config | LocalConfig | None = None, *, migrate_schema: bool = True
+    target: str | list[str] | Config | LocalConfig | None = None,
+    *,
+    migrate_schema: bool = True,
+    pool: int | None = None,
+    pool_timeout: float = 30.0,
+    retry: RetryPolicy | None = None,
+    reads: str = "primary",
+    read_your_writes: bool = False,
+    keep_queries: int = 0,
 ) -> Hub:
     """Connect to an embeddinghub database.
 
     With no argument: `$EMBEDDINGHUB_DSN` if set, else the embedded server under
     `$EMBEDDINGHUB_HOME`. The catalog is upgraded to the newest schema on connect.
+
+    - A multi-host DSN (`host=a,b,c`) or a list of DSNs: writes always go to the primary.
+    - `pool=N`: up to N pooled connections (psycopg_pool), so one hub serves many threads;
+      a call waits at most `pool_timeout` seconds for a free one.
+    - `retry`: how long to keep trying after a lost connection or a failover (default 30 s);
+      reads and keyed writes are then run again, other calls raise OperationInterrupted.
+    - `reads="replica"` sends searches and reads to standbys ("any": any server), and
+      `read_your_writes=True` makes such a read wait (up to 1 s) until the standby has
+      replayed this hub's last write, else read on the primary.
+    - `keep_queries=N` keeps each space's last N query vectors in memory, so `tune()` can
+      measure recall on real queries (see embeddinghub.tuning).
     """
-    return Hub(resolve_dsn(target), migrate_schema=migrate_schema)
+    return Hub(
+        resolve_dsn(target), migrate_schema=migrate_schema, pool=pool, pool_timeout=pool_timeout,
+        retry=retry, reads=reads, read_your_writes=read_your_writes, keep_queries=keep_queries,
+    )
 
 
 class Hub:
     """A connection to an embeddinghub database."""
 
-    def __init__(self, dsn: str, *, migrate_schema: bool = True) -> None:
-        conn = open_connection(dsn)
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        migrate_schema: bool = True,
+        pool: int | None = None,
+        pool_timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        reads: str = "primary",
+        read_your_writes: bool = False,
+        keep_queries: int = 0,
+    ) -> None:
+        if isinstance(keep_queries, bool) or not isinstance(keep_queries, int) or keep_queries < 0:
+            raise errors.InvalidArgument(f"keep_queries must be a count >= 0, not {keep_queries!r}")
+        if reads not in READS:
+            raise errors.InvalidArgument(f"reads must be one of {READS}, not {reads!r}")
+        retry = retry or RetryPolicy()
+        primary = failover.target_conninfo(dsn, "primary", retry.connect_timeout)
+        # One server: report at once that it is down. Several: a failover may be under way.
+        several = len(failover.host_conninfos(dsn)) > 1
+        first = retry if several else dataclasses.replace(retry, attempts=1)
+        conn = failover.reconnect(dsn, first, target="primary", configure=apply_session_settings)
         try:
             if migrate_schema:
                 with translate():
-                    migrate.upgrade(dsn, conn)
-            register_types(conn)
+                    migrate.upgrade(primary, conn)
         except Exception:
             conn.close()
             raise
-        self.session = Session(dsn, conn)
+        if pool is not None:
+            conn.close()  # the pool opens its own
+        self.session = Session(
+            dsn, None if pool is not None else conn, pool_size=pool, pool_timeout=pool_timeout,
+            keep_queries=keep_queries, retry=retry, reads=reads, read_your_writes=read_your_writes,
+        )
+
+    @property
+    def name(self) -> str:
+        """The database, as errors of hub-level calls name it (no password)."""
+        return redact_dsn(self.dsn)
 
     @property
     def dsn(self) -> str:
@@ -73,7 +131,12 @@ class Hub:
 
     @property
     def conn(self) -> psycopg.Connection[Any]:
+        """The hub's connection (a pooled hub has one only inside `connection()`)."""
         return self.session.conn
+
+    def connection(self) -> AbstractContextManager[psycopg.Connection[Any]]:
+        """`with hub.connection() as conn:` a connection of the hub for your own SQL."""
+        return self.session.lease()
 
     # -- lifecycle ------------------------------------------------------------------
     def close(self) -> None:
@@ -86,9 +149,10 @@ class Hub:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<Hub {self.conn.info.dbname!r} as {self.conn.info.user!r}>"
+        return f"<Hub {self.name}>"
 
     # -- spaces ---------------------------------------------------------------------
+    @session_call(repeatable=False)
     def create_space(
         self,
         name: str,
@@ -108,28 +172,35 @@ class Hub:
         )
         return Space(self, catalog.create_space(self.session, HOOKS, settings))
 
+    @session_call(read=True)
     def get_space(self, name: str) -> Space:
         return Space(self, catalog.load(self.session, HOOKS, name))
 
+    @session_call(read=True)
     def list_spaces(self) -> list[dict[str, Any]]:
         """Every space this role can see, with its settings."""
         return catalog.list_spaces(self.session)
 
+    @session_call(read=True)
     def has_space(self, name: str) -> bool:
         return catalog.has_space(self.session, name)
 
+    @session_call(repeatable=False)
     def delete_space(self, name: str) -> None:
         """Drop a space, its rows, history, partitions and grants."""
         catalog.delete_space(self.session, HOOKS, name)
 
+    @session_call(repeatable=True)
     def freeze_space(self, name: str) -> None:
         """Make a space immutable. Enforced by the row trigger, so raw SQL is refused too."""
         self.get_space(name).freeze()
 
+    @session_call(repeatable=True)
     def unfreeze_space(self, name: str) -> None:
         """Make a frozen space writable again."""
         self.get_space(name).unfreeze()
 
+    @session_call(repeatable=False)
     def rename_space(self, old: str, new: str) -> Space:
         """Rename a space (its rows, versions, grants and BI view go with it); returns it.
         Space objects still holding the old name should be fetched again."""
@@ -137,15 +208,19 @@ class Hub:
         return self.get_space(new)
 
     # -- roles ------------------------------------------------------------------------
+    @session_call(repeatable=False)
     def create_role(self, name: str, login: bool = False, password: str | None = None) -> None:
         """Create a Postgres role to grant spaces to."""
         acl.create_role(self, name, login, password)
 
+    @session_call(repeatable=False)
     def drop_role(self, name: str) -> None:
         acl.drop_role(self, name)
 
+    @session_call(repeatable=False)
     def execute(self, query: sql.Composable | str, params: Any = None) -> list[tuple[Any, ...]]:
         """Run SQL on the hub's connection and return its rows (a convenience for scripts)."""
+        self.session.ef_search = None  # the SQL may change session settings searches rely on
         with translate():
             cur = self.conn.execute(query, params)  # type: ignore[arg-type]
             return cur.fetchall() if cur.description else []

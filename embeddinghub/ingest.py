@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psycopg
 from psycopg import sql
 
 from . import catalog, errors, rows
@@ -748,17 +749,18 @@ def load(
     # The session holding the load lock owns the index for the load: it may drop it and
     # must build it again. A load killed meanwhile leaves the index missing (`index_state`)
     # and the lock free, so the next load (or `ensure_index`) builds it.
-    owner = catalog.take_load_lock(h)
-    try:
-        _load(h, writer, path, total, owner, batch_size, keys_file, atomic)
-    except errors.EmbeddingHubError as exc:
-        if writer.done and not atomic:
-            exc.args = (f"{exc} ({writer.done} rows from earlier batches stay loaded)", *exc.args[1:])
-        raise
-    finally:
-        if owner:
-            with suppress(errors.EmbeddingHubError):
-                catalog.release_load_lock(h)
+    with h.session.lease():  # one connection for the whole load: it holds the load lock
+        owner = catalog.take_load_lock(h)
+        try:
+            _load(h, writer, path, total, owner, batch_size, keys_file, atomic)
+        except errors.EmbeddingHubError as exc:
+            if writer.done and not atomic:
+                exc.args = (f"{exc} ({writer.done} rows from earlier batches stay loaded)", *exc.args[1:])
+            raise
+        finally:
+            if owner:
+                with suppress(errors.EmbeddingHubError, psycopg.Error):
+                    catalog.release_load_lock(h)
     return writer.done
 
 

@@ -27,6 +27,7 @@ import psycopg
 import sqlalchemy
 from pgvector.sqlalchemy import HALFVEC, VECTOR
 from sqlalchemy import (
+    REAL,
     BigInteger,
     Boolean,
     Column,
@@ -80,6 +81,7 @@ class SpaceRecord(Base):
     ef_search: Mapped[int] = mapped_column(Integer)
     auto_partition: Mapped[bool] = mapped_column(Boolean)
     description: Mapped[str | None] = mapped_column(Text)
+    target_recall: Mapped[float | None] = mapped_column(REAL)
     owner: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

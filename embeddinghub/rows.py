@@ -246,9 +246,13 @@ def pages(
         "SELECT partition, key, embedding, metadata FROM {}{} ORDER BY partition, key LIMIT {}"
     ).format(relation(source), _where(conds), sql.Literal(ITERATOR_PAGE))
     after: tuple[str, str] = ("", "")
-    while True:
+
+    def page() -> list[tuple[Any, ...]]:
         with translate(h.name, version=source.version):
-            rows = h.conn.execute(query, [*after, *base_params]).fetchall()
+            return h.conn.execute(query, [*after, *base_params]).fetchall()
+
+    while True:
+        rows = h.session.call(page, repeatable=True, read=True, what=f"iterator() on {h.name!r}")
         for part_, k, emb, meta in rows:
             row: tuple[Any, ...] = (k, to_numpy(emb))
             yield row + ((meta,) if with_metadata else ()) + ((part_,) if with_partition else ())

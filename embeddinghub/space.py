@@ -19,6 +19,7 @@ from . import acl, catalog, models, recommend, rows, search, storage, tuning, ve
 from .acl import Grant
 from .catalog import SpaceHandle
 from .search import Neighbor
+from .session import Session, session_call
 from .tuning import TuneResult
 from .versions import AsOf, Diff, Version, VersionRef
 
@@ -77,6 +78,10 @@ class Space:
         return self.handle.description
 
     @property
+    def session(self) -> Session:
+        return self.handle.session
+
+    @property
     def tables(self) -> storage.SpaceTables:
         return self.handle.tables
 
@@ -84,6 +89,7 @@ class Space:
     def conn(self) -> psycopg.Connection[Any]:
         return self.handle.conn
 
+    @session_call(read=True)
     def refresh(self) -> Space:
         """Re-read the space's settings from the catalog."""
         self.handle = catalog.load(self.handle.session, self.handle.hooks, self.name)
@@ -92,17 +98,20 @@ class Space:
     def __repr__(self) -> str:
         return f"<Space {self.name!r} dims={self.dims} metric={self.metric} dtype={self.dtype}>"
 
+    @session_call(read=True)
     def info(self) -> dict[str, Any]:
         """Settings and live statistics of the space."""
         return catalog.info(self.handle)
 
     # -- writes -----------------------------------------------------------------------
+    @session_call(repeatable=True)
     def set(
         self, key: str, vector: Any, metadata: dict[str, Any] | None = None, partition: str | None = None
     ) -> None:
         """Insert or replace one embedding (and its metadata) under `key`."""
         rows.set_row(self.handle, key, vector, metadata, partition)
 
+    @session_call(repeatable=True)
     def multiset(
         self,
         keys: Any,
@@ -120,10 +129,12 @@ class Space:
         batch = rows.make_batch(self.handle, keys, vectors, metadata, partition)
         return rows.multiset(self.handle, batch, progress=progress)
 
+    @session_call(repeatable=True)
     def delete(self, key: str, partition: str | None = None) -> None:
         """Delete `key`; raises KeyNotFound if it is not there."""
         rows.multidelete(self.handle, [key], partition, strict=True)
 
+    @session_call(repeatable=True)
     def multidelete(
         self, keys: Iterable[str], partition: str | None = None, *, strict: bool = False
     ) -> int:
@@ -131,15 +142,18 @@ class Space:
         With `strict=True`, every key or none: a missing one raises KeyNotFound."""
         return rows.multidelete(self.handle, keys, partition, strict=strict)
 
+    @session_call(repeatable=True)
     def delete_all(self, partition: str | None = None) -> int:
         """Delete every row (of one partition, if given); returns how many."""
         return rows.delete_all(self.handle, partition)
 
+    @session_call(repeatable=True)
     def delete_where(self, where: Mapping[str, Any], partition: str | None = None) -> int:
         """Delete the rows whose metadata matches the filter `where` (see *Metadata
         filters*), in one partition if given; returns how many."""
         return rows.delete_where(self.handle, where, partition)
 
+    @session_call(repeatable=True)
     def update_metadata(
         self, key: str, metadata: dict[str, Any] | None, partition: str | None = None,
         *, merge: bool = False,
@@ -149,11 +163,13 @@ class Space:
         rows.update_metadata(self.handle, key, metadata, partition, merge=merge)
 
     # -- reads ------------------------------------------------------------------------
+    @session_call(read=True)
     def get(self, key: str, partition: str | None = None) -> np.ndarray:
         """The embedding of `key` (in the default partition unless `partition` is given)."""
         row: np.ndarray = self.multiget([key], partition=partition)[0]
         return row
 
+    @session_call(read=True)
     def multiget(
         self, keys: Iterable[str], partition: str | None = None, *, missing: str = "raise"
     ) -> np.ndarray:
@@ -161,12 +177,15 @@ class Space:
         raises KeyNotFound, or with `missing="nan"` gets a row of NaN (partial results)."""
         return rows.multiget(self.handle, rows.live(self.handle), keys, partition, missing=missing)
 
+    @session_call(read=True)
     def get_metadata(self, key: str, partition: str | None = None) -> dict[str, Any] | None:
         return rows.get_metadata(self.handle, rows.live(self.handle), key, partition)
 
+    @session_call(read=True)
     def __contains__(self, key: object) -> bool:
         return rows.contains(self.handle, rows.live(self.handle), key)
 
+    @session_call(read=True)
     def count(self, partition: str | None = None, where: Mapping[str, Any] | None = None) -> int:
         """Rows in the space (in one partition; matching a metadata filter `where`)."""
         return rows.count(self.handle, rows.live(self.handle), partition, where)
@@ -191,6 +210,7 @@ class Space:
         return self.iterator()
 
     # -- nearest neighbours -----------------------------------------------------------
+    @session_call(read=True)
     def nearest_neighbors(
         self,
         num: int,
@@ -219,6 +239,7 @@ class Space:
             key_partition=key_partition, include_vectors=include_vectors, offset=offset,
         )[0]
 
+    @session_call(read=True)
     def multi_nearest_neighbors(
         self,
         num: int,
@@ -250,64 +271,90 @@ class Space:
         return [[replace(n, vector=got.get((n.partition, n.key))) for n in hits] for hits in pages]
 
     # -- partitions -------------------------------------------------------------------
+    @session_call(repeatable=False)
     def create_partition(self, name: str) -> None:
         """A new list partition with its own HNSW index."""
         catalog.create_partition(self.handle, name)
 
+    @session_call(read=True)
     def list_partitions(self) -> list[dict[str, Any]]:
         """Partitions with their row counts."""
         return catalog.list_partitions(self.handle)
 
+    @session_call(repeatable=False)
     def drop_partition(self, name: str) -> None:
         """Drop a partition, its rows and its index. Its rows stay readable in old versions."""
         catalog.drop_partition(self.handle, name)
 
     # -- index ------------------------------------------------------------------------
+    @session_call(repeatable=True)
     def create_index(self, m: int = 16, ef_construction: int = 64) -> None:
         """Rebuild the HNSW index (every partition's) with new parameters."""
         catalog.create_index(self.handle, m, ef_construction)
 
+    @session_call(repeatable=True)
     def ensure_index(self) -> bool:
         """Build the HNSW index if it is missing or invalid (a load that was killed before
         it rebuilt the index); True if it was built. `info()["index"]` tells its state."""
         return catalog.ensure_index(self.handle)
 
+    @session_call(repeatable=True)
     def set_ef_search(self, ef_search: int) -> None:
         """The space's default `ef_search` for every search that does not pass one."""
         catalog.set_ef_search(self.handle, ef_search)
 
+    @session_call(repeatable=True)
+    def set_target_recall(self, target: float | None) -> None:
+        """The recall@k this space should reach; `tune()` without a target aims at it."""
+        catalog.set_target_recall(self.handle, target)
+
+    @property
+    def target_recall(self) -> float | None:
+        return self.handle.target_recall
+
+    @session_call(repeatable=True)
     def tune(
         self,
-        target_recall: float = 0.95,
+        target_recall: float | None = None,
         *,
         k: int = 10,
         sample: int = 100,
         queries: Any = None,
         apply: bool = True,
+        per_partition: bool | None = None,
     ) -> TuneResult:
         """Measure recall@k against exact search and set the smallest `ef_search` that
-        reaches `target_recall` (see embeddinghub.tuning)."""
-        return tuning.tune(self.handle, target_recall, k=k, sample=sample, queries=queries, apply=apply)
+        reaches the target (default: the space's target_recall, else 0.95). See
+        embeddinghub.tuning for which queries it measures with."""
+        return tuning.tune(
+            self.handle, target_recall, k=k, sample=sample, queries=queries, apply=apply,
+            per_partition=per_partition,
+        )
 
+    @session_call(repeatable=True)
     def freeze(self) -> None:
         """Make the space immutable; the database refuses every later write, raw SQL too."""
         catalog.freeze(self.handle)
 
+    @session_call(repeatable=True)
     def unfreeze(self) -> None:
         """Make a frozen space writable again."""
         catalog.unfreeze(self.handle)
 
     # -- averaging and recommendations --------------------------------------------------
+    @session_call(read=True)
     def average(
         self, keys: Sequence[str], weights: Sequence[float] | None = None, partition: str | None = None
     ) -> np.ndarray:
         """The (weighted) mean of the keys' embeddings."""
         return recommend.average(self.handle, keys, weights, partition)
 
+    @session_call(read=True)
     def centroid(self, partition: str | None = None) -> np.ndarray:
         """The mean of every embedding in the space (or one partition)."""
         return recommend.centroid(self.handle, partition)
 
+    @session_call(read=True)
     def recommend(
         self,
         num: int,
@@ -320,39 +367,49 @@ class Space:
         return recommend.recommend(self.handle, num, positive, negative, partition, where)
 
     # -- versions -----------------------------------------------------------------------
+    @session_call(repeatable=False)
     def snapshot(self, tag: str | None = None, note: str | None = None) -> Version:
         """Record the working state as a new version, in O(1): no data is copied."""
         return versions.snapshot(self.handle, tag, note)
 
+    @session_call(read=True)
     def versions(self) -> list[Version]:
         return versions.list_versions(self.handle)
 
+    @session_call(read=True)
     def as_of(self, version: VersionRef) -> AsOf:
         """A read-only view of the space as it was at `version` (number or tag)."""
         return AsOf(self.handle, version)
 
+    @session_call(read=True)
     def diff(self, a: VersionRef, b: VersionRef | None = None) -> Diff:
         """Keys added, removed and changed from version `a` to `b` (default: working state)."""
         return versions.diff(self.handle, a, b)
 
+    @session_call(repeatable=False)
     def rollback(self, version: VersionRef) -> Version:
         """Make the working state equal to `version`, recorded as a new version."""
         return versions.rollback(self.handle, version)
 
+    @session_call(repeatable=False)
     def prune_versions(self, keep: int) -> int:
         """Drop history that none of the newest `keep` versions needs; returns rows freed."""
         return versions.prune_versions(self.handle, keep)
 
     # -- access control -----------------------------------------------------------------
+    @session_call(repeatable=True)
     def grant(self, role: str, privilege: str, partition: str | None = None) -> None:
         acl.grant(self.handle, role, privilege, partition)
 
+    @session_call(repeatable=True)
     def revoke(self, role: str, privilege: str | None = None, partition: str | None = None) -> None:
         acl.revoke(self.handle, role, privilege, partition)
 
+    @session_call(read=True)
     def grants(self) -> list[Grant]:
         return acl.list_grants(self.handle)
 
+    @session_call(repeatable=True)
     def table(self) -> sqlalchemy.Table:
         """The space's live table as a SQLAlchemy `Table` (pgvector `Vector` column)."""
         return models.space_table(self.handle)

@@ -21,6 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("vectors", "filters", "compat"),
     ("db", "storage", "server"),
     ("migrate", "failover"),
+    ("session",),
     ("catalog",),
     ("rows",),
     ("search",),
