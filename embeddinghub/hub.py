@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from . import acl, catalog, errors, failover, migrate, views
+from . import acl, catalog, errors, failover, log, migrate, views
 from .catalog import DTYPES, METRICS
 from .compat import Config, LocalConfig, redact_dsn
 from .db import apply_session_settings, translate
@@ -109,7 +109,8 @@ class Hub:
         try:
             if migrate_schema:
                 with translate():
-                    migrate.upgrade(primary, conn)
+                    if migrate.upgrade(primary, conn):
+                        log.logger.info("migrated %s to schema %s", redact_dsn(dsn), migrate.head_revision())
         except Exception:
             conn.close()
             raise
@@ -118,6 +119,9 @@ class Hub:
         self.session = Session(
             dsn, None if pool is not None else conn, pool_size=pool, pool_timeout=pool_timeout,
             keep_queries=keep_queries, retry=retry, reads=reads, read_your_writes=read_your_writes,
+        )
+        log.logger.info(
+            "connected to %s (pool=%s, reads=%s)", redact_dsn(dsn), pool or "none", reads
         )
 
     @property

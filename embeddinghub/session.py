@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from . import errors, failover
+from . import errors, failover, log
 from .compat import redact_dsn
 from .db import configure
 from .failover import RetryPolicy, Target
@@ -189,11 +189,21 @@ class Session:
         get a new one and run it again if it is `repeatable`, else raise OperationInterrupted."""
         if self._leased.get() is not None:  # a call inside a call: the outer one retries
             return fn()
-        deadline = time.monotonic() + self.retry.deadline
+        started = time.monotonic()
+        deadline = started + self.retry.deadline
+        try:
+            return self._run(fn, repeatable, what, read, deadline)
+        finally:
+            took = time.monotonic() - started
+            if took > log.SLOW_SECONDS:
+                log.logger.warning("slow call: %s took %.3f s", what, took)
+
+    def _run(self, fn: Callable[[], T], repeatable: bool, what: str, read: bool, deadline: float) -> T:
         while True:
             try:
                 return self._attempt(fn, read)
             except _Lost as lost:
+                log.logger.warning("%s lost its connection (%s): reconnecting", what, lost.cause)
                 link = self.reader if read and self.reader is not None else self.primary
                 link.restore(deadline)
                 if not repeatable:
