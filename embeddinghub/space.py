@@ -78,6 +78,10 @@ class Space:
         return self.handle.description
 
     @property
+    def index(self) -> str:
+        return self.handle.tables.index_kind
+
+    @property
     def session(self) -> Session:
         return self.handle.session
 
@@ -288,14 +292,16 @@ class Space:
 
     # -- index ------------------------------------------------------------------------
     @session_call(repeatable=True)
-    def create_index(self, m: int = 16, ef_construction: int = 64) -> None:
-        """Rebuild the HNSW index (every partition's) with new parameters."""
-        catalog.create_index(self.handle, m, ef_construction)
+    def create_index(self, m: int = 16, ef_construction: int = 64, index: str | None = None) -> None:
+        """Rebuild the HNSW index (every partition's) with new parameters; `index` changes
+        its kind: "hnsw" (the vectors), "hnsw_halfvec" (half-precision copies, float32
+        spaces), "hnsw_bit" (binary quantization, re-ranked by the exact distance)."""
+        catalog.create_index(self.handle, m, ef_construction, index)
 
     @session_call(repeatable=True)
     def ensure_index(self) -> bool:
         """Build the HNSW index if it is missing or invalid (a load that was killed before
-        it rebuilt the index); True if it was built. `info()["index"]` tells its state."""
+        it rebuilt the index); True if it was built. `info()["index_state"]` tells its state."""
         return catalog.ensure_index(self.handle)
 
     @session_call(repeatable=True)

@@ -258,24 +258,24 @@ def test_load_killed_after_the_index_was_dropped_gets_its_index_back(
         space = hub.get_space(name)
         with hub.conn.transaction():  # park the loader between two batches, then kill it
             hub.execute(psycopg.sql.SQL("LOCK TABLE {} IN SHARE MODE").format(space.tables.live))
-            assert space.info()["index"] == "building"  # the loader holds the load lock
+            assert space.info()["index_state"] == "building"  # the loader holds the load lock
             load.kill()
             load.wait(30)
         assert 0 < len(space) < 100_000
         deadline = time.monotonic() + 30  # the killed client's session ends on the server
-        while space.info()["index"] != "missing":
-            assert time.monotonic() < deadline, space.info()["index"]
+        while space.info()["index_state"] != "missing":
+            assert time.monotonic() < deadline, space.info()["index_state"]
             time.sleep(0.05)
         shown = subprocess.run([EXE, "--dsn", dsn, "space", "show", name, "--json"],
                                capture_output=True, text=True, timeout=60)
-        assert json.loads(shown.stdout)["index"] == "missing"
+        assert json.loads(shown.stdout)["index_state"] == "missing"
         # The next load, however small, builds the index the killed one dropped.
         more = tmp_path / "more.jsonl"
         more.write_text(json.dumps({"key": "extra", "embedding": [1.0] * 8}) + "\n")
         again = subprocess.run([EXE, "--dsn", dsn, "load", str(more), "-s", name, "--silent"],
                                capture_output=True, text=True, timeout=120)
         assert again.returncode == 0, again.stderr
-        assert space.info()["index"] == "present"
+        assert space.info()["index_state"] == "present"
         with hub.conn.transaction():  # the searches can use it (the table is small)
             hub.execute("SET LOCAL enable_seqscan = off")
             plan = hub.execute(psycopg.sql.SQL(
@@ -293,8 +293,8 @@ def test_load_killed_after_the_index_was_dropped_gets_its_index_back(
 def test_ensure_index_restores_a_missing_index(make_space: Callable[..., eh.Space], hub: eh.Hub) -> None:
     space = make_space(dims=4)
     space.multiset({f"k{i}": [i, 1, 2, 3] for i in range(20)})
-    assert space.info()["index"] == "present" and not space.ensure_index()
+    assert space.info()["index_state"] == "present" and not space.ensure_index()
     with hub.conn.transaction(), hub.conn.cursor() as cur:
         catalog.drop_index(space.handle, cur)
-    assert space.info()["index"] == "missing"
-    assert space.ensure_index() and space.info()["index"] == "present"
+    assert space.info()["index_state"] == "missing"
+    assert space.ensure_index() and space.info()["index_state"] == "present"

@@ -175,7 +175,7 @@ def test_load_reports_the_index_build_phase(space: eh.Space, tmp_path: Path) -> 
     np.save(src, np.random.default_rng(0).random((6000, 4), dtype=np.float32))
     phases: list[str] = []
     ingest.load(space, src, batch_size=2000, phase=phases.append)
-    assert phases == ["building the index"] and space.info()["index"] == "present"
+    assert phases == ["building the index"] and space.info()["index_state"] == "present"
     other = tmp_path / "one.npy"  # one batch: the rebuild happens inside it, reported too
     space.delete_all()
     np.save(other, np.random.default_rng(1).random((6000, 4), dtype=np.float32))
@@ -189,7 +189,7 @@ def test_reindex_and_rollback_say_what_they_do(cli: Callable[..., Result], space
     out = cli("space", "reindex", space.name, "--m", "8", "--ef-construction", "32")
     assert f"building the HNSW index of space {space.name!r} (1 rows)" in out.stderr
     assert "m=8, ef_construction=32" in out.stdout
-    assert (space.hub.get_space(space.name).m, space.info()["index"]) == (8, "present")
+    assert (space.hub.get_space(space.name).m, space.info()["index_state"]) == (8, "present")
     space.snapshot()
     space.set("a", [2, 2, 2, 2])
     out = cli("version", "rollback", space.name, "1")
