@@ -12,10 +12,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import psycopg
 from psycopg import sql
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
 from . import errors, log, storage
@@ -25,6 +26,7 @@ from .session import Session
 __all__ = [
     "DEFAULT_PARTITION",
     "DTYPES",
+    "INDEX_STATES",
     "METRICS",
     "Hooks",
     "SpaceHandle",
@@ -40,6 +42,8 @@ __all__ = [
     "delete_space",
     "drop_index",
     "drop_partition",
+    "ensure_index",
+    "index_state",
     "ensure_partitions",
     "freeze",
     "handle_of",
@@ -47,20 +51,29 @@ __all__ = [
     "info",
     "list_partitions",
     "list_spaces",
+    "lock_for_write",
     "load",
     "may_rebuild_index",
     "partition_name",
     "rebuild_index",
     "refuse_if_frozen",
+    "rename_space",
+    "release_load_lock",
+    "retrying",
     "set_ef_search",
     "set_target_recall",
     "space_row",
+    "take_load_lock",
+    "unfreeze",
 ]
 
 DEFAULT_PARTITION = "default"  # where writes without partition= go; it cannot be dropped
 METRICS = ("l2", "cosine", "ip")
 DTYPES = ("float32", "float16")
 EF_SEARCH_MAX = 1000  # pgvector's limit for hnsw.ef_search
+
+T = TypeVar("T")
+IDLE = TransactionStatus.IDLE
 
 SpaceHook = Callable[["psycopg.Cursor[Any]", storage.SpaceTables, str], None]
 PartitionHook = Callable[["psycopg.Cursor[Any]", storage.SpaceTables, int, str], None]
@@ -277,10 +290,17 @@ def delete_space(session: Session, hooks: Hooks, name: str) -> None:
     """Drop a space, its rows, history, partitions and grants."""
     h = load(session, hooks, name)
     with translate(name), session.conn.transaction(), session.conn.cursor() as cur:
+        # Lock the tables before anything else, in the order writers lock them (live, then
+        # history): running calls finish first, later ones then find the space gone.
+        cur.execute(
+            sql.SQL("LOCK TABLE {}, {} IN ACCESS EXCLUSIVE MODE").format(h.tables.live, h.tables.history)
+        )
+        cur.execute("DELETE FROM embeddinghub.spaces WHERE id = %s", (h.id,))
+        if cur.rowcount == 0:  # another session dropped it while this one waited
+            raise errors.SpaceNotFound(name)
         for hook in hooks.space_dropped:
             hook(cur, h.tables, name)
         storage.drop_space_tables(cur, h.tables)
-        cur.execute("DELETE FROM embeddinghub.spaces WHERE id = %s", (h.id,))
 
 
 def info(h: SpaceHandle) -> dict[str, Any]:
@@ -303,6 +323,7 @@ def info(h: SpaceHandle) -> dict[str, Any]:
         "m": row["hnsw_m"],
         "ef_construction": row["hnsw_ef_construction"],
         "ef_search": row["ef_search"],
+        "index_state": index_state(h),
         "auto_partition": row["auto_partition"],
         "index": row.get("index_kind") or "hnsw",
         "description": row["description"],
@@ -316,6 +337,26 @@ def freeze(h: SpaceHandle) -> None:
     """Make the space immutable; the database refuses every later write, raw SQL too."""
     with translate(h.name):  # waits for running writers (sql/versions.sql)
         h.conn.execute("SELECT embeddinghub.freeze(%s)", (h.name,))
+
+
+def unfreeze(h: SpaceHandle) -> None:
+    """Make a frozen space writable again (sql/unfreeze.sql); a no-op on a writable one."""
+    with translate(h.name):
+        h.conn.execute("SELECT embeddinghub.unfreeze(%s)", (h.name,))
+
+
+def rename_space(session: Session, old: str, new: str) -> None:
+    """Rename a space; its tables keep their id-based names, its BI view follows (a
+    trigger in sql/views.sql). SpaceNotFound for `old`, SpaceExists for `new`."""
+    validate_name("space", new)
+    space_row(session, old)
+    with translate(old), session.conn.transaction(), session.conn.cursor() as cur:
+        try:
+            cur.execute("UPDATE embeddinghub.spaces SET name = %s WHERE name = %s", (new, old))
+        except psycopg.errors.UniqueViolation:
+            raise errors.SpaceExists(new) from None
+        if cur.rowcount == 0:  # dropped or renamed by another session meanwhile
+            raise errors.SpaceNotFound(old)
 
 
 # -- partitions -------------------------------------------------------------------------------
@@ -338,10 +379,21 @@ def ensure_partitions(
         add_partition(h, cur, name)
 
 
+def lock_for_write(h: SpaceHandle, cur: psycopg.Cursor[Any]) -> None:
+    """The writers' side of the space lock, as the transaction's first statement.
+
+    The row trigger takes it too, but only once the write statement runs, and a READ
+    COMMITTED statement sees the rows committed when it started: a delete that waited there
+    for a rollback would miss the rows the rollback put back, and leave them in place.
+    Taken first, the write statements start after any rollback or snapshot committed.
+    """
+    cur.execute("SELECT pg_advisory_xact_lock_shared(embeddinghub.space_lock_key(), %s)", (h.id,))
+
+
 def refuse_if_frozen(h: SpaceHandle, cur: psycopg.Cursor[Any]) -> None:
     """Partition DDL is no row write, so the row trigger cannot refuse it: check here,
     holding the writers' lock so a concurrent freeze() waits for this transaction."""
-    cur.execute("SELECT pg_advisory_xact_lock_shared(embeddinghub.space_lock_key(), %s)", (h.id,))
+    lock_for_write(h, cur)
     cur.execute("SELECT frozen FROM embeddinghub.spaces WHERE id = %s", (h.id,))
     row = cur.fetchone()
     if row and row[0]:
@@ -350,36 +402,38 @@ def refuse_if_frozen(h: SpaceHandle, cur: psycopg.Cursor[Any]) -> None:
 
 def _insert_partition(
     cur: psycopg.Cursor[Any], hooks: Hooks, tables: storage.SpaceTables, name: str
-) -> int:
+) -> int | None:
+    """The new partition's id, or None if it exists (a concurrent creator committed it
+    first: ON CONFLICT waits for that transaction instead of failing on the unique key)."""
     cur.execute(
-        "INSERT INTO embeddinghub.partitions (space_id, name) VALUES (%s, %s) RETURNING id",
+        "INSERT INTO embeddinghub.partitions (space_id, name) VALUES (%s, %s)"
+        " ON CONFLICT DO NOTHING RETURNING id",
         (tables.space_id, name),
     )
     row = cur.fetchone()
-    assert row is not None
+    if row is None:
+        return None
     storage.create_partition_table(cur, tables, row[0], name)
     for hook in hooks.partition_created:
         hook(cur, tables, row[0], name)
     return int(row[0])
 
 
-def add_partition(h: SpaceHandle, cur: psycopg.Cursor[Any], name: str) -> None:
-    """Create partition `name` inside the caller's transaction (its table, index, hooks)."""
-    _insert_partition(cur, h.hooks, h.tables, name)
+def add_partition(h: SpaceHandle, cur: psycopg.Cursor[Any], name: str) -> bool:
+    """Create partition `name` inside the caller's transaction (its table, index, hooks);
+    False if it already exists (then it is there all the same)."""
+    created = _insert_partition(cur, h.hooks, h.tables, name) is not None
     h.known_partitions.add(name)
+    return created
 
 
 def create_partition(h: SpaceHandle, name: str) -> None:
-    """A new list partition with its own HNSW index."""
+    """A new list partition with its own HNSW index; PartitionExists if there is one."""
     validate_name("partition", name)
     with translate(h.name), h.conn.transaction(), h.conn.cursor() as cur:
         refuse_if_frozen(h, cur)
-        cur.execute(
-            "SELECT 1 FROM embeddinghub.partitions WHERE space_id = %s AND name = %s", (h.id, name)
-        )
-        if cur.fetchone():
-            raise errors.InvalidArgument(f"partition {name!r} already exists in space {h.name!r}")
-        add_partition(h, cur, name)
+        if not add_partition(h, cur, name):
+            raise errors.PartitionExists(h.name, name)
 
 
 def list_partitions(h: SpaceHandle) -> list[dict[str, Any]]:
@@ -406,7 +460,15 @@ def drop_partition(h: SpaceHandle, name: str) -> None:
             f"space {h.name!r}: the default partition cannot be dropped;"
             " use delete_all(partition='default') to empty it"
         )
+    retrying(h, lambda: _drop_partition(h, name))
+
+
+def _drop_partition(h: SpaceHandle, name: str) -> None:
     with translate(h.name), h.conn.transaction(), h.conn.cursor() as cur:
+        # DROP TABLE of a partition locks its parent exclusively: take that lock first (as
+        # writers do, before the space lock), so running writers finish before the rows are
+        # deleted (no lock upgrade) and later ones find the partition gone.
+        cur.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(h.tables.live))
         refuse_if_frozen(h, cur)
         cur.execute(
             "DELETE FROM embeddinghub.partitions WHERE space_id = %s AND name = %s RETURNING id",
@@ -419,6 +481,26 @@ def drop_partition(h: SpaceHandle, name: str) -> None:
         cur.execute(sql.SQL("DELETE FROM {} WHERE partition = %s").format(h.tables.live), (name,))
         cur.execute(sql.SQL("DROP TABLE {}").format(h.tables.partition(row[0])))
     h.known_partitions.discard(name)
+
+
+# -- races ------------------------------------------------------------------------------------
+CONFLICT_ATTEMPTS = 3
+
+
+def retrying(h: SpaceHandle, call: Callable[[], T]) -> T:
+    """Run `call` (one whole transaction), again if the server rolled it back for a deadlock
+    or serialization failure. Inside a caller's transaction nothing can be retried: the
+    Conflict goes to the caller. Each retry forgets the partitions cached on the handle, so
+    one dropped meanwhile is reported as PartitionNotFound."""
+    attempts = CONFLICT_ATTEMPTS if h.conn.info.transaction_status == IDLE else 1
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except errors.Conflict:
+            if attempt == attempts:
+                raise
+            h.known_partitions.clear()
+    raise AssertionError("unreachable")
 
 
 # -- index ------------------------------------------------------------------------------------
@@ -435,6 +517,49 @@ def may_rebuild_index(h: SpaceHandle, cur: psycopg.Cursor[Any]) -> bool:
     )
     row = cur.fetchone()
     return bool(row and row[0])
+
+
+INDEX_STATES = ("present", "missing", "invalid", "building")
+LOAD_LOCK = 1701343745  # advisory lock class held by a load that rebuilds the index later
+
+
+def index_state(h: SpaceHandle) -> str:
+    """`present`, `missing` (dropped by a load that never finished: searches scan the whole
+    table), `invalid` (some partition lacks its index), or `building` (a load running in
+    another session dropped it and will build it when it ends)."""
+    with translate(h.name):
+        row = h.conn.execute(
+            "SELECT (SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass(%s)),"
+            " EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = %s::oid"
+            "   AND objid = %s::oid AND objsubid = 2 AND granted AND pid <> pg_backend_pid())",
+            (h.tables.qualified_index.as_string(h.conn), LOAD_LOCK, h.id),
+        ).fetchone()
+    assert row is not None
+    valid, loading = row
+    if valid is None:
+        return "building" if loading else "missing"
+    return "present" if valid else "invalid"
+
+
+def take_load_lock(h: SpaceHandle) -> bool:
+    """Try to become the session that owns the space's index during a load (held until
+    `release_load_lock` or the session ends, a killed one included)."""
+    with translate(h.name):
+        row = h.conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (LOAD_LOCK, h.id)).fetchone()
+    return bool(row and row[0])
+
+
+def release_load_lock(h: SpaceHandle) -> None:
+    with translate(h.name):
+        h.conn.execute("SELECT pg_advisory_unlock(%s, %s)", (LOAD_LOCK, h.id))
+
+
+def ensure_index(h: SpaceHandle) -> bool:
+    """Build the index if it is missing or invalid (an interrupted load); True if built."""
+    if index_state(h) not in ("missing", "invalid"):
+        return False
+    create_index(h, h.m, h.ef_construction)
+    return True
 
 
 def rebuild_index(h: SpaceHandle, cur: psycopg.Cursor[Any]) -> None:

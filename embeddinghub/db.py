@@ -119,13 +119,80 @@ def from_db_error(
         return _verbatim(errors.VersionNotFound(space or "?", "?"), diag)
     if state == "EHARG":  # most SQL messages already name the space
         return errors.InvalidArgument(diag if diag.startswith("space ") else f"{where}{diag}")
+    raced = _raced(exc, state, space)
+    if raced is not None:
+        return raced
     if state in ("22P02", "22023", "22000", "22P05", "23514", "54000"):
         return errors.InvalidArgument(f"{where}{diag}")
     if state == "42501" or state.startswith("28"):
         return errors.PermissionDenied(f"{where}{diag}")
-    if isinstance(exc, psycopg.OperationalError):
-        return errors.ConnectionFailed(f"{where}{diag}")
+    server = _server_error(exc, state, where, diag)
+    if server is not None:
+        return server
     return errors.EmbeddingHubError(f"{where}{diag}")
+
+
+# "Partition key of the failing row contains (partition) = (fr)."
+_NO_PARTITION = re.compile(r"contains \(partition\) = \((.*)\)\.?$", re.DOTALL)
+
+
+def _raced(exc: psycopg.Error, state: str, space: str | None) -> errors.EmbeddingHubError | None:
+    """Errors of a call that raced a DDL statement: the space or a partition was dropped
+    (or created) by another session while this call ran."""
+    if space is None:
+        return None
+    diag = exc.diag.message_primary or ""
+    if state == "42P01" and ("embeddinghub_data." in diag or "embeddinghub_views." in diag):
+        error = errors.SpaceNotFound(space)
+        error.args = (f"space {space!r} does not exist (it was dropped while this call ran)",)
+        return error
+    if "could not open relation with OID" in diag:  # the space or a partition went meanwhile
+        return errors.Conflict(
+            f"space {space!r}: its tables changed while this call ran (the space or a partition"
+            " was dropped); nothing was written: retry it"
+        )
+    if state == "23514" and diag.startswith("no partition of relation"):
+        found = _NO_PARTITION.search(exc.diag.message_detail or "")
+        return errors.PartitionNotFound(space, found.group(1) if found else "?")
+    if state == "23505" and exc.diag.table_name == "partitions":
+        found = re.search(r"=\(\d+, (.*)\) already exists", exc.diag.message_detail or "")
+        return errors.PartitionExists(space, found.group(1) if found else "?")
+    return None
+
+
+# SQLSTATEs of a lost connection: class 08, and the server shutting down or dropping us.
+_CONNECTION_LOST = ("57P01", "57P02", "57P03", "57P04", "57P05")
+
+
+def _server_error(
+    exc: psycopg.Error, state: str, where: str, diag: str
+) -> errors.EmbeddingHubError | None:
+    if state in ("40P01", "40001"):
+        what = "a deadlock" if state == "40P01" else "a serialization failure"
+        return errors.Conflict(
+            f"{where}{what} with a concurrent transaction rolled this call back"
+            f" (nothing was written): retry it ({diag})"
+        )
+    if state == "57014":
+        return errors.OperationCancelled(f"{where}the statement was cancelled ({diag}); nothing was written")
+    if state == "55P03":
+        return errors.LockTimeout(
+            f"{where}gave up waiting for a lock held by another transaction ({diag}); retry later"
+        )
+    if state == "53100":
+        return errors.DiskFull(
+            f"{where}the database server's disk is full ({diag}); nothing was written:"
+            " free disk space on the server, then retry"
+        )
+    if state.startswith("53"):
+        return errors.ResourceExhausted(f"{where}the database server ran out of resources ({diag})")
+    if not isinstance(exc, psycopg.OperationalError):
+        return None
+    if not state or state.startswith("08") or state in _CONNECTION_LOST:
+        if "No space left on device" in str(exc):  # the server stopped: its WAL filled the disk
+            diag = f"the database server's disk is full; free disk space on it, then reconnect ({diag})"
+        return errors.ConnectionFailed(f"{where}{diag}")
+    return errors.ServerError(f"{where}{diag}")
 
 
 def _verbatim(error: errors.EmbeddingHubError, message: str) -> errors.EmbeddingHubError:

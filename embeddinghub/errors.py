@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 __all__ = [
+    "Conflict",
     "ConnectionFailed",
     "DimensionMismatch",
+    "DiskFull",
     "EmbeddingHubError",
     "InvalidArgument",
     "InvalidEmbedding",
     "KeyNotFound",
+    "LockTimeout",
+    "OperationCancelled",
     "OperationInterrupted",
+    "PartitionExists",
     "PartitionNotFound",
     "PermissionDenied",
+    "ResourceExhausted",
+    "ServerError",
     "SpaceExists",
     "SpaceFrozen",
     "SpaceNotFound",
@@ -21,6 +28,11 @@ __all__ = [
 
 class EmbeddingHubError(Exception):
     """Base class of every error raised by embeddinghub."""
+
+    def hint(self, advice: str) -> EmbeddingHubError:
+        """The error with `advice` (what to do) appended to its message; returns itself."""
+        self.args = (f"{self.args[0] if self.args else ''}: {advice}", *self.args[1:])
+        return self
 
 
 class SpaceNotFound(EmbeddingHubError):
@@ -64,6 +76,12 @@ class PartitionNotFound(InvalidArgument):
         self.space, self.partition = space, partition
 
 
+class PartitionExists(InvalidArgument):
+    def __init__(self, space: str, partition: str) -> None:
+        super().__init__(f"partition {partition!r} already exists in space {space!r}")
+        self.space, self.partition = space, partition
+
+
 class SpaceFrozen(EmbeddingHubError):
     def __init__(self, space: str, detail: str = "it is frozen") -> None:
         super().__init__(f"space {space!r} is read-only: {detail}")
@@ -104,3 +122,30 @@ class OperationInterrupted(ConnectionFailed):
         detail = f" ({cause})" if cause else ""
         super().__init__(f"{operation} was interrupted{detail}: {outcome}; {advice}")
         self.operation, self.may_have_committed, self.check = operation, may_have_committed, check
+
+
+class ServerError(EmbeddingHubError):
+    """The server refused or aborted the statement for a reason of its own (not a lost
+    connection): the message says which."""
+
+
+class Conflict(ServerError):
+    """A concurrent transaction conflicted with this one (a deadlock or a serialization
+    failure) and the server rolled this one back: nothing was written; retry the call."""
+
+
+class OperationCancelled(ServerError):
+    """The statement was cancelled (a statement timeout, or a cancel request); nothing was
+    written."""
+
+
+class LockTimeout(ServerError):
+    """The statement waited longer than `lock_timeout` for another transaction's lock."""
+
+
+class ResourceExhausted(ServerError):
+    """The server ran out of a resource: memory, connections, disk."""
+
+
+class DiskFull(ResourceExhausted):
+    """The server's disk is full: nothing was written; free disk space and retry."""

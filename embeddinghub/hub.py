@@ -214,6 +214,18 @@ class Hub:
         """Make a space immutable. Enforced by the row trigger, so raw SQL is refused too."""
         self.get_space(name).freeze()
 
+    @session_call(repeatable=True)
+    def unfreeze_space(self, name: str) -> None:
+        """Make a frozen space writable again."""
+        self.get_space(name).unfreeze()
+
+    @session_call(repeatable=False)
+    def rename_space(self, old: str, new: str) -> Space:
+        """Rename a space (its rows, versions, grants and BI view go with it); returns it.
+        Space objects still holding the old name should be fetched again."""
+        catalog.rename_space(self.session, old, new)
+        return self.get_space(new)
+
     # -- roles ------------------------------------------------------------------------
     @session_call(repeatable=False)
     def create_role(self, name: str, login: bool = False, password: str | None = None) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psycopg
 from psycopg import sql
 
 from . import catalog, errors, rows
@@ -39,6 +40,7 @@ __all__ = [
     "FileFormatError",
     "check_export_path",
     "count_rows",
+    "file_settings",
     "iter_batches",
     "load",
     "read",
@@ -51,6 +53,9 @@ VECTOR_FIELDS = ("embedding", "vector")
 NPZ_VECTORS = ("embeddings", "vectors", "embedding")
 NPZ_KEYS = ("keys", "ids")
 DEFAULT_BATCH = 10_000
+
+SETTINGS_FIELD = "embeddinghub"  # an export's space settings: an .npz array, a .jsonl header
+SETTINGS_KEYS = ("dims", "metric", "dtype")
 
 Row = tuple[Any, Any, Any, Any, int]  # key, embedding, metadata, partition, line number
 
@@ -160,6 +165,33 @@ def count_rows(path: str | Path) -> int:
     return max(0, lines - 1) if suffix == ".csv" else lines
 
 
+def file_settings(path: str | Path) -> dict[str, Any]:
+    """The space settings (dims, metric, dtype) an export recorded in the file; {} if none."""
+    file = _existing(path)
+    suffix = _suffix(file)
+    text: Any = None
+    if suffix == ".npz":
+        with _open_npz(file) as npz:
+            if SETTINGS_FIELD in npz.files:
+                text = str(_npz_array(file, npz, [SETTINGS_FIELD], "settings"))
+    elif suffix == ".jsonl":
+        with file.open(encoding="utf-8-sig") as fh:
+            first = fh.readline()
+        with suppress(json.JSONDecodeError):
+            obj = json.loads(first) if first.strip() else None
+            if isinstance(obj, dict) and set(obj) == {SETTINGS_FIELD}:
+                text = json.dumps(obj[SETTINGS_FIELD])
+    if text is None:
+        return {}
+    try:
+        found = json.loads(text)
+    except json.JSONDecodeError:
+        raise FileFormatError(f"{file}: the {SETTINGS_FIELD!r} settings are not valid JSON") from None
+    if not isinstance(found, dict):
+        raise FileFormatError(f"{file}: the {SETTINGS_FIELD!r} settings must be a JSON object")
+    return {k: found[k] for k in SETTINGS_KEYS if k in found}
+
+
 def _existing(path: str | Path) -> Path:
     file = Path(path)
     if not file.exists():
@@ -209,7 +241,7 @@ def _keys_for(file: Path, n: int, keys_file: str | Path | None) -> list[str]:
     if keys_file is None:
         return [str(i) for i in range(n)]
     kfile = _existing(keys_file)
-    with kfile.open(encoding="utf-8", newline="") as fh:
+    with kfile.open(encoding="utf-8-sig", newline="") as fh:
         keys = [line.rstrip("\r\n") for line in fh]
     for i, key in enumerate(keys):
         if not key:
@@ -432,7 +464,7 @@ def _field(file: Path, names: Sequence[str], choices: Sequence[str], label: str)
 # -- csv and jsonl ----------------------------------------------------------------------------
 def _csv_rows(file: Path) -> Iterator[Row]:
     """Rows of a CSV: a key column plus an `embedding` column (JSON list) or numeric columns."""
-    with file.open(encoding="utf-8", newline="") as fh:
+    with file.open(encoding="utf-8-sig", newline="") as fh:  # -sig: Excel's byte-order mark
         reader = csv.reader(fh)
         try:
             header = next(reader)
@@ -484,7 +516,7 @@ def _number(file: Path, line: int, column: str, text: str) -> float:
 
 
 def _jsonl_rows(file: Path) -> Iterator[Row]:
-    with file.open(encoding="utf-8") as fh:
+    with file.open(encoding="utf-8-sig") as fh:
         line = 0
         try:
             for line, text in enumerate(fh, start=1):  # noqa: B007 (used after the loop)
@@ -493,6 +525,8 @@ def _jsonl_rows(file: Path) -> Iterator[Row]:
                 obj = _json(file, f"line {line}", text, "the line")
                 if not isinstance(obj, dict):
                     raise FileFormatError(f"{file} line {line}: expected a JSON object")
+                if line == 1 and set(obj) == {SETTINGS_FIELD}:  # an export's header line
+                    continue
                 kname = next((k for k in KEY_FIELDS if k in obj), None)
                 vname = next((v for v in VECTOR_FIELDS if v in obj), None)
                 if kname is None or vname is None:
@@ -609,56 +643,79 @@ def check_export_path(path: str | Path) -> Path:
     return file
 
 
+ExportRow = tuple[str, np.ndarray, "dict[str, Any] | None", str]
+
+
 def write(
     path: str | Path,
-    rows: Iterable[tuple[str, np.ndarray, dict[str, Any] | None, str]],
+    rows: Iterable[ExportRow],
     *,
     dtype: str = "float32",
     progress: Callable[[int], None] | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> int:
     """Write `(key, vector, metadata, partition)` rows to an .npz or .jsonl file; return the count.
 
-    The file reads back with `read()` (and `embeddinghub load`).
+    `settings` (the space's dims, metric, dtype) go into the file too, so that loading it
+    with `--create` makes the same kind of space. The file reads back with `read()` (and
+    `embeddinghub load`).
     """
     file = check_export_path(path)
-    suffix = file.suffix.lower()
-    count = 0
     vtype = np.float16 if dtype == "float16" else np.float32
-    if suffix == ".jsonl":
-        with file.open("w", encoding="utf-8") as fh:
-            for key, vec, meta, part in rows:
-                values = np.asarray(vec, dtype=vtype).tolist()
-                obj: dict[str, Any] = {"key": key, "partition": part, "embedding": values}
-                if meta is not None:
-                    obj["metadata"] = meta
-                fh.write(json.dumps(obj, ensure_ascii=False) + "\n")
-                count += 1
-                if progress is not None and count % 1000 == 0:
-                    progress(count)
+    counted = _counting(rows, progress)
+    if file.suffix.lower() == ".jsonl":
+        count = _write_jsonl(file, counted, vtype, settings)
     else:
-        keys, vecs, metas, parts = [], [], [], []
-        for key, vec, meta, part in rows:
-            keys.append(key)
-            vecs.append(vec)
-            metas.append(meta)
-            parts.append(part)
-            count += 1
-            if progress is not None and count % 1000 == 0:
-                progress(count)
-        arrays: dict[str, np.ndarray] = {
-            "keys": np.array(keys, dtype=str),
-            "embeddings": np.array(vecs, dtype=vtype).reshape(count, -1),
-            "partitions": np.array(parts, dtype=str),
-        }
-        if any(m is not None for m in metas):
-            arrays["metadata"] = np.array(
-                ["" if m is None else json.dumps(m, ensure_ascii=False) for m in metas], dtype=str
-            )
-        with file.open("wb") as fh:
-            np.savez(fh, **arrays)  # type: ignore[arg-type]
+        count = _write_npz(file, counted, vtype, settings)
     if progress is not None:
         progress(count)
     return count
+
+
+def _counting(rows: Iterable[ExportRow], progress: Callable[[int], None] | None) -> Iterator[ExportRow]:
+    for count, row in enumerate(rows, start=1):
+        yield row
+        if progress is not None and count % 1000 == 0:
+            progress(count)
+
+
+def _write_jsonl(file: Path, rows: Iterable[ExportRow], vtype: Any, settings: dict[str, Any] | None) -> int:
+    count = 0
+    with file.open("w", encoding="utf-8") as fh:
+        if settings:
+            fh.write(json.dumps({SETTINGS_FIELD: settings}) + "\n")
+        for key, vec, meta, part in rows:
+            obj: dict[str, Any] = {"key": key, "partition": part,
+                                   "embedding": np.asarray(vec, dtype=vtype).tolist()}
+            if meta is not None:
+                obj["metadata"] = meta
+            fh.write(json.dumps(obj, ensure_ascii=False) + "\n")
+            count += 1
+    return count
+
+
+def _write_npz(file: Path, rows: Iterable[ExportRow], vtype: Any, settings: dict[str, Any] | None) -> int:
+    keys, vecs, metas, parts = [], [], [], []
+    for key, vec, meta, part in rows:
+        keys.append(key)
+        vecs.append(vec)
+        metas.append(meta)
+        parts.append(part)
+    dims = (settings or {}).get("dims") or (len(vecs[0]) if vecs else 0)
+    arrays: dict[str, np.ndarray] = {
+        "keys": np.array(keys, dtype=str),
+        "embeddings": np.array(vecs, dtype=vtype).reshape(len(keys), dims),
+        "partitions": np.array(parts, dtype=str),
+    }
+    if any(m is not None for m in metas):
+        arrays["metadata"] = np.array(
+            ["" if m is None else json.dumps(m, ensure_ascii=False) for m in metas], dtype=str
+        )
+    if settings:
+        arrays[SETTINGS_FIELD] = np.array(json.dumps(settings))
+    with file.open("wb") as fh:
+        np.savez(fh, **arrays)  # type: ignore[arg-type]
+    return len(keys)
 
 
 # -- loading into a space -----------------------------------------------------------------------
@@ -672,6 +729,7 @@ def load(
     create_partitions: bool = False,
     atomic: bool = False,
     progress: Callable[[int], None] | None = None,
+    phase: Callable[[str], None] | None = None,
 ) -> int:
     """Load a file into `space`; return the number of rows read from it.
 
@@ -680,35 +738,63 @@ def load(
     `atomic=True` the whole file is one transaction. `partition` sends every row to
     one partition, overriding the file's. A key repeated in the file is an upsert:
     the last row wins. Rows go in with binary COPY; into an empty space, the HNSW index
-    is built once after the last batch (about 4x faster than growing it row by row).
+    is built once after the last batch (about 4x faster than growing it row by row);
+    `phase` is told when that starts. A load that dies before then leaves the index
+    missing; the next load into the space builds it (so does `Space.ensure_index`).
     """
     h = handle_of(space)
     writer = _Writer(h, partition, create_partitions, progress)
+    writer.phase, writer.file = phase, path
     total = count_rows(path)
-    scope = h.conn.transaction() if atomic else nullcontext()
-    try:
-        with scope:
-            # One batch alone rebuilds the index itself (rows.multiset); several defer it.
-            writer.deferred = total > batch_size and total >= rows.BULK_REBUILD_ROWS and _drop_index(h)
-            try:
-                for raw in iter_batches(path, batch_size, keys_file=keys_file):
-                    writer.write(raw)
-            except BaseException:
-                # The earlier batches of a per-batch load stay, so they get their index back;
-                # a failed atomic load rolls back, the dropped index included.
-                if writer.deferred and not atomic:
-                    with suppress(errors.EmbeddingHubError):
-                        catalog.create_index(h, h.m, h.ef_construction)
-                raise
-            if writer.deferred:
-                catalog.create_index(h, h.m, h.ef_construction)
-            with translate(h.name):
-                h.conn.execute(sql.SQL("ANALYZE {}").format(h.tables.live))
-    except errors.EmbeddingHubError as exc:
-        if writer.done and not atomic:
-            exc.args = (f"{exc} ({writer.done} rows from earlier batches stay loaded)", *exc.args[1:])
-        raise
+    # The session holding the load lock owns the index for the load: it may drop it and
+    # must build it again. A load killed meanwhile leaves the index missing (`index_state`)
+    # and the lock free, so the next load (or `ensure_index`) builds it.
+    with h.session.lease():  # one connection for the whole load: it holds the load lock
+        owner = catalog.take_load_lock(h)
+        try:
+            _load(h, writer, path, total, owner, batch_size, keys_file, atomic)
+        except errors.EmbeddingHubError as exc:
+            if writer.done and not atomic:
+                exc.args = (f"{exc} ({writer.done} rows from earlier batches stay loaded)", *exc.args[1:])
+            raise
+        finally:
+            if owner:
+                with suppress(errors.EmbeddingHubError, psycopg.Error):
+                    catalog.release_load_lock(h)
     return writer.done
+
+
+def _load(
+    h: SpaceHandle, writer: _Writer, path: str | Path, total: int, owner: bool,
+    batch_size: int, keys_file: str | Path | None, atomic: bool,
+) -> None:
+    scope = h.conn.transaction() if atomic else nullcontext()
+    with scope:
+        # One batch alone rebuilds the index itself (rows.multiset); several defer it. An
+        # index an earlier, interrupted load left missing is built at the end of this one.
+        missing = owner and catalog.index_state(h) in ("missing", "invalid")
+        big = total > batch_size and total >= rows.BULK_REBUILD_ROWS
+        writer.deferred = owner and (missing or (big and _drop_index(h)))
+        try:
+            for raw in iter_batches(path, batch_size, keys_file=keys_file):
+                writer.write(raw)
+        except BaseException:
+            # The earlier batches of a per-batch load stay, so they get their index back;
+            # a failed atomic load rolls back, the dropped index included.
+            if writer.deferred and not atomic:
+                with suppress(errors.EmbeddingHubError):
+                    _build_index(h, writer)
+            raise
+        if writer.deferred:
+            _build_index(h, writer)
+        with translate(h.name):
+            h.conn.execute(sql.SQL("ANALYZE {}").format(h.tables.live))
+
+
+def _build_index(h: SpaceHandle, writer: _Writer) -> None:
+    if writer.phase is not None:
+        writer.phase("building the index")
+    catalog.create_index(h, h.m, h.ef_construction)
 
 
 def _drop_index(h: SpaceHandle) -> bool:
@@ -733,6 +819,8 @@ class _Writer:
         self.h, self.partition, self.create_partitions = h, partition, create_partitions
         self.progress = progress
         self.deferred = False  # the index was dropped and is rebuilt after the last batch
+        self.phase: Callable[[str], None] | None = None  # told when the index build starts
+        self.file: str | Path = ""
         self.done = 0
         self.known: set[str] | None = None
 
@@ -743,14 +831,26 @@ class _Writer:
         parts = self.partition or batch.partitions
         if self.create_partitions and parts:
             self._create_partitions({parts} if isinstance(parts, str) else {p for p in parts if p})
-        checked = rows.make_batch(self.h, batch.keys, batch.vectors, batch.metadata, parts)
+        try:
+            checked = rows.make_batch(self.h, batch.keys, batch.vectors, batch.metadata, parts)
+        except errors.DimensionMismatch as exc:
+            raise errors.DimensionMismatch(f"{self.file}: {exc}") from None
         base = self.done
 
         def report(n: int) -> None:
             if self.progress is not None:
                 self.progress(base + n)
 
-        rows.multiset(self.h, checked, progress=report, rebuild_index=not self.deferred)
+        try:
+            rows.multiset(self.h, checked, progress=report, rebuild_index=not self.deferred,
+                          phase=self.phase)
+        except errors.PartitionNotFound as exc:
+            if self.create_partitions or self.partition:
+                raise
+            raise errors.PartitionNotFound(exc.space, exc.partition).hint(
+                f"{self.file} names it: load with --create-partitions (create_partitions=True)"
+                " to create the partitions the file names"
+            ) from None
         self.done += len(raw)
         if self.progress is not None:
             self.progress(self.done)

@@ -21,6 +21,7 @@ from psycopg.types.json import Jsonb
 from . import catalog, errors
 from .catalog import SpaceHandle
 from .db import translate
+from .filters import compile_where
 from .vectors import as_matrix, as_vector, check_key, check_keys, copy_rows, metadata_list, normalise_metadata
 
 __all__ = [
@@ -28,9 +29,11 @@ __all__ = [
     "ITERATOR_PAGE",
     "Branch",
     "Source",
+    "check_offset",
     "contains",
     "count",
     "delete_all",
+    "delete_where",
     "get_metadata",
     "live",
     "multidelete",
@@ -40,6 +43,8 @@ __all__ = [
     "relation",
     "set_row",
     "to_numpy",
+    "update_metadata",
+    "vectors_of",
 ]
 
 BULK_REBUILD_ROWS = 5000  # a first load at least this large drops the index and rebuilds it
@@ -102,11 +107,17 @@ def missing_key(h: SpaceHandle, source: Source, key: str, partition: str) -> err
 
 
 # -- reads ------------------------------------------------------------------------------------
+MISSING = ("raise", "nan")
+
+
 def multiget(
-    h: SpaceHandle, source: Source, keys: Iterable[str], partition: str | None = None
+    h: SpaceHandle, source: Source, keys: Iterable[str], partition: str | None = None,
+    *, missing: str = "raise",
 ) -> np.ndarray:
-    """A (len(keys), dims) float32 matrix, rows in the order of `keys`; KeyNotFound names the
-    first missing key."""
+    """A (len(keys), dims) float32 matrix, rows in the order of `keys`. A missing key raises
+    KeyNotFound naming it, or with `missing="nan"` gets a row of NaN."""
+    if missing not in MISSING:
+        raise errors.InvalidArgument(f"space {h.name!r}: missing must be one of {MISSING}, not {missing!r}")
     key_list = [check_key(h.name, k) for k in keys]
     part = catalog.partition_name(partition)
     with translate(h.name, version=source.version):
@@ -121,9 +132,12 @@ def multiget(
     out = np.empty((len(key_list), h.dims), dtype=np.float32)
     for i, key in enumerate(key_list):
         vec = found.get(key)
-        if vec is None:
+        if vec is not None:
+            out[i] = to_numpy(vec)
+        elif missing == "nan":
+            out[i] = np.nan
+        else:
             raise missing_key(h, source, key, part)
-        out[i] = to_numpy(vec)
     return out
 
 
@@ -153,12 +167,28 @@ def contains(h: SpaceHandle, source: Source, key: object, partition: str | None 
     return row is not None
 
 
-def count(h: SpaceHandle, source: Source, partition: str | None = None) -> int:
-    """Rows in the source (in one partition, if given)."""
-    cond: sql.Composable = sql.SQL("")
-    params: tuple[Any, ...] = ()
+def _selection(
+    h: SpaceHandle, partition: str | None, where: Mapping[str, Any] | None
+) -> tuple[sql.Composable, dict[str, Any]]:
+    """` WHERE ...` for rows of one partition (if given) matching a metadata filter (if given)."""
+    conds: list[sql.Composable] = []
+    params: dict[str, Any] = {}
     if partition is not None:
-        cond, params = sql.SQL(" WHERE partition = %s"), (catalog.partition_name(partition),)
+        conds.append(sql.SQL("partition = %(part)s"))
+        params["part"] = catalog.partition_name(partition)
+    if where:
+        cond, filter_params = compile_where(h.name, where)
+        conds.append(cond)
+        params.update(filter_params)
+    return _where(conds), params
+
+
+def count(
+    h: SpaceHandle, source: Source, partition: str | None = None,
+    where: Mapping[str, Any] | None = None,
+) -> int:
+    """Rows in the source (in one partition, if given; matching `where`, if given)."""
+    cond, params = _selection(h, partition, where)
     with translate(h.name, version=source.version):
         row = h.conn.execute(
             sql.SQL("SELECT count(*) FROM {}{}").format(relation(source), cond), params
@@ -166,10 +196,43 @@ def count(h: SpaceHandle, source: Source, partition: str | None = None) -> int:
     return int(row[0]) if row else 0
 
 
+def vectors_of(
+    h: SpaceHandle, source: Source, rows: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], np.ndarray]:
+    """The vectors of `(partition, key)` rows, in one query (rows gone meanwhile are left out)."""
+    if not rows:
+        return {}
+    with translate(h.name, version=source.version):
+        found = h.conn.execute(
+            sql.SQL(
+                "SELECT s.partition, s.key, s.embedding FROM {} s"
+                " JOIN unnest(%s::text[], %s::text[]) AS r(partition, key) USING (partition, key)"
+            ).format(relation(source)),
+            ([p for p, _ in rows], [k for _, k in rows]),
+        ).fetchall()
+    return {(p, k): to_numpy(v) for p, k, v in found}
+
+
+def check_offset(h: SpaceHandle, offset: object, num: object) -> int:
+    """A search's `offset` (results to skip, for paging): an integer >= 0. The search asks
+    for `num + offset` rows, so with an offset `num` is checked here first."""
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise errors.InvalidArgument(f"space {h.name!r}: offset must be an integer >= 0, not {offset!r}")
+    if offset and (isinstance(num, bool) or not isinstance(num, int) or num < 1):
+        raise errors.InvalidArgument(f"space {h.name!r}: num must be a positive integer, not {num!r}")
+    return offset
+
+
 def pages(
-    h: SpaceHandle, source: Source, partition: str | None = None, *, with_metadata: bool = False
+    h: SpaceHandle,
+    source: Source,
+    partition: str | None = None,
+    *,
+    with_metadata: bool = False,
+    with_partition: bool = False,
 ) -> Iterator[tuple[Any, ...]]:
-    """Yield `(key, vector)` (or `(key, vector, metadata)`) in (partition, key) order.
+    """Yield `(key, vector)` in (partition, key) order, then the metadata and the partition
+    when asked: `(key, vector[, metadata][, partition])`.
 
     Pages through the source by key, so no transaction stays open between pages.
     """
@@ -190,8 +253,9 @@ def pages(
 
     while True:
         rows = h.session.call(page, repeatable=True, read=True, what=f"iterator() on {h.name!r}")
-        for _part, k, emb, meta in rows:
-            yield (k, to_numpy(emb), meta) if with_metadata else (k, to_numpy(emb))
+        for part_, k, emb, meta in rows:
+            row: tuple[Any, ...] = (k, to_numpy(emb))
+            yield row + ((meta,) if with_metadata else ()) + ((part_,) if with_partition else ())
         if len(rows) < ITERATOR_PAGE:
             return
         after = (rows[-1][0], rows[-1][1])
@@ -210,17 +274,20 @@ def set_row(
     vec = as_vector(h.name, h.dims, h.dtype, vector)
     meta = normalise_metadata(h.name, metadata)
     part = catalog.partition_name(partition)
-    with translate(h.name, key=key), h.conn.transaction(), h.conn.cursor() as cur:
-        catalog.ensure_partitions(h, cur, [part])
-        cur.execute(
-            sql.SQL(
-                "INSERT INTO {live} (partition, key, embedding, metadata)"
-                " VALUES (%s, %s, %s::{vt}, %s)"
-                " ON CONFLICT (partition, key) DO UPDATE"
-                " SET embedding = EXCLUDED.embedding, metadata = EXCLUDED.metadata"
-            ).format(live=h.tables.live, vt=h.tables.vector_type),
-            (part, key, vec, _jsonb(meta)),
-        )
+    query = sql.SQL(
+        "INSERT INTO {live} (partition, key, embedding, metadata)"
+        " VALUES (%s, %s, %s::{vt}, %s)"
+        " ON CONFLICT (partition, key) DO UPDATE"
+        " SET embedding = EXCLUDED.embedding, metadata = EXCLUDED.metadata"
+    ).format(live=h.tables.live, vt=h.tables.vector_type)
+
+    def write() -> None:
+        with translate(h.name, key=key), h.conn.transaction(), h.conn.cursor() as cur:
+            catalog.ensure_partitions(h, cur, [part])  # may create one: table lock first
+            catalog.lock_for_write(h, cur)
+            cur.execute(query, (part, key, vec, _jsonb(meta)))
+
+    catalog.retrying(h, write)
 
 
 @dataclass(frozen=True)
@@ -251,7 +318,9 @@ def make_batch(
         parts = [catalog.partition_name(p) for p in partition]
         if len(parts) != n:
             raise errors.InvalidArgument(f"space {h.name!r}: {n} keys but {len(parts)} partitions")
-    if len(set(zip(parts, key_list, strict=True))) != n:
+    one_partition = partition is None or isinstance(partition, str)
+    distinct = len(set(key_list)) if one_partition else len(set(zip(parts, key_list, strict=True)))
+    if distinct != n:
         check_keys(h.name, key_list)  # raises naming the duplicate
     return WriteBatch(key_list, matrix, metas, parts)
 
@@ -304,59 +373,99 @@ def multiset(
     *,
     progress: Callable[[int], None] | None = None,
     rebuild_index: bool = True,
+    phase: Callable[[str], None] | None = None,
 ) -> int:
     """Upsert a checked batch in one transaction: all rows land or none do.
 
-    With `rebuild_index`, a batch of at least BULK_REBUILD_ROWS into an empty space this
-    session owns drops the indexes and builds them after the rows are in (several times
-    faster than growing them row by row). Returns the row count.
+    The rows go in chunk by chunk (COPY of a chunk's vectors, then one INSERT for the
+    chunk), so client memory stays a few chunks whatever the batch size; and in
+    (partition, key) order, so two batches over the same keys lock their rows in one
+    order and cannot deadlock. With `rebuild_index`, a batch of at least
+    BULK_REBUILD_ROWS into an empty space this session owns drops the indexes and builds
+    them after the rows are in (several times faster than growing them row by row).
+    `phase` is told when that build starts. Returns the row count.
     """
-    n = len(batch.keys)
-    if n == 0:
+    if not batch.keys:
         return 0
+    order = lock_order(batch)
+    return catalog.retrying(h, lambda: _multiset(h, batch, order, progress, rebuild_index, phase))
+
+
+def lock_order(batch: WriteBatch) -> list[int]:
+    """Row positions in (partition, key) order: every writer locks rows in this order."""
+    keys, parts = batch.keys, batch.partitions
+    if all(p == parts[0] for p in parts):
+        return sorted(range(len(keys)), key=keys.__getitem__)
+    return sorted(range(len(keys)), key=lambda i: (parts[i], keys[i]))
+
+
+def chunk_rows(dims: int) -> int:
+    """Rows per chunk: about COPY_CHUNK bytes of COPY payload."""
+    return max(1, COPY_CHUNK // (4 * dims + 18))
+
+
+def _multiset(
+    h: SpaceHandle,
+    batch: WriteBatch,
+    order: list[int],
+    progress: Callable[[int], None] | None,
+    rebuild_index: bool,
+    phase: Callable[[str], None] | None,
+) -> int:
+    n = len(batch.keys)
+    insert = sql.SQL(
+        "INSERT INTO {live} (partition, key, embedding, metadata)"
+        " SELECT r.partition, r.key, s.embedding::{vt}, r.metadata"
+        " FROM unnest(%s::text[], %s::text[], %s::jsonb[])"
+        "   WITH ORDINALITY AS r(partition, key, metadata, idx)"
+        " JOIN eh_stage s USING (idx) ORDER BY r.idx"
+        " ON CONFLICT (partition, key) DO UPDATE"
+        " SET embedding = EXCLUDED.embedding, metadata = EXCLUDED.metadata"
+    ).format(live=h.tables.live, vt=h.tables.vector_type)
     with translate(h.name), h.conn.transaction(), h.conn.cursor() as cur:
+        # Table locks (a new partition, dropping the index) before the space lock, as writers.
         catalog.ensure_partitions(h, cur, set(batch.partitions))
         rebuild = rebuild_index and n >= BULK_REBUILD_ROWS and catalog.may_rebuild_index(h, cur)
         if rebuild:
             catalog.drop_index(h, cur)
-        _stage(cur, batch.matrix, progress)
+        catalog.lock_for_write(h, cur)
         cur.execute(
-            sql.SQL(
-                "INSERT INTO {live} (partition, key, embedding, metadata)"
-                " SELECT r.partition, r.key, s.embedding::{vt}, r.metadata"
-                " FROM unnest(%s::text[], %s::text[], %s::jsonb[])"
-                "   WITH ORDINALITY AS r(partition, key, metadata, idx)"
-                " JOIN eh_stage s USING (idx)"
-                " ON CONFLICT (partition, key) DO UPDATE"
-                " SET embedding = EXCLUDED.embedding, metadata = EXCLUDED.metadata"
-            ).format(live=h.tables.live, vt=h.tables.vector_type),
-            (batch.partitions, batch.keys, batch.metadata),
+            "CREATE TEMP TABLE IF NOT EXISTS eh_stage (idx int4, embedding vector)"
+            " ON COMMIT DELETE ROWS"
         )
+        step = chunk_rows(h.dims)
+        for start in range(0, n, step):
+            rows = order[start : start + step]
+            cur.execute("TRUNCATE eh_stage")  # the previous chunk (or a caller's batch)
+            with cur.copy("COPY eh_stage (idx, embedding) FROM STDIN WITH (FORMAT BINARY)") as cp:
+                cp.write(copy_rows(batch.matrix[rows]))
+            cur.execute(insert, (
+                [batch.partitions[i] for i in rows],
+                [batch.keys[i] for i in rows],
+                [batch.metadata[i] for i in rows],
+            ))
+            if progress is not None:
+                progress(min(n, start + step))
         if rebuild:
+            if phase is not None:
+                phase("building the index")
             catalog.rebuild_index(h, cur)
     return n
 
 
-def _stage(cur: Any, matrix: np.ndarray, progress: Callable[[int], None] | None) -> None:
-    """Binary-COPY the matrix into the session's staging table, rows numbered from 1."""
-    n = len(matrix)
-    cur.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS eh_stage (idx int4, embedding vector) ON COMMIT DELETE ROWS"
-    )
-    cur.execute("DELETE FROM eh_stage")  # inside a caller's transaction an earlier batch is staged
-    with cur.copy("COPY eh_stage (idx, embedding) FROM STDIN WITH (FORMAT BINARY)") as cp:
-        payload = copy_rows(matrix)
-        for start in range(0, len(payload), COPY_CHUNK):
-            cp.write(payload[start : start + COPY_CHUNK])
-            if progress is not None:
-                progress(min(n, n * (start + COPY_CHUNK) // len(payload)))
-
-
-def multidelete(h: SpaceHandle, keys: Iterable[str], partition: str | None = None) -> int:
-    """Delete every key, or none if any is missing (KeyNotFound names it)."""
-    key_list = check_keys(h.name, keys)
+def multidelete(
+    h: SpaceHandle, keys: Iterable[str], partition: str | None = None, *, strict: bool = False
+) -> int:
+    """Delete the keys that exist and return how many. With `strict`, delete every key or
+    none: a missing one raises KeyNotFound naming it."""
+    key_list = sorted(check_keys(h.name, keys))  # one lock order for every writer
     part = catalog.partition_name(partition)
+    return catalog.retrying(h, lambda: _multidelete(h, key_list, part, strict))
+
+
+def _multidelete(h: SpaceHandle, key_list: list[str], part: str, strict: bool) -> int:
     with translate(h.name), h.conn.transaction(), h.conn.cursor() as cur:
+        catalog.lock_for_write(h, cur)
         cur.execute(
             sql.SQL("DELETE FROM {} WHERE partition = %s AND key = ANY(%s) RETURNING key").format(
                 h.tables.live
@@ -365,9 +474,50 @@ def multidelete(h: SpaceHandle, keys: Iterable[str], partition: str | None = Non
         )
         deleted = {r[0] for r in cur.fetchall()}
         missing = [k for k in key_list if k not in deleted]
-        if missing:
+        if strict and missing:
             raise errors.KeyNotFound(h.name, missing[0], part)  # rolls back the batch
     return len(deleted)
+
+
+def update_metadata(
+    h: SpaceHandle, key: str, metadata: dict[str, Any] | None, partition: str | None = None,
+    *, merge: bool = False,
+) -> None:
+    """Replace the metadata of `key` (its vector stays), or with `merge` add `metadata`'s
+    fields to it (a JSON merge of the top level); KeyNotFound if the key is not there."""
+    key = check_key(h.name, key)
+    meta = normalise_metadata(h.name, metadata)
+    part = catalog.partition_name(partition)
+    value = sql.SQL("coalesce(metadata, '{}'::jsonb) || %s") if merge and meta is not None else sql.SQL("%s")
+    query = sql.SQL("UPDATE {} SET metadata = {} WHERE partition = %s AND key = %s").format(
+        h.tables.live, value
+    )
+
+    def update() -> int:
+        with translate(h.name, key=key), h.conn.transaction(), h.conn.cursor() as cur:
+            catalog.lock_for_write(h, cur)
+            return cur.execute(query, (_jsonb(meta), part, key)).rowcount
+
+    if catalog.retrying(h, update) == 0:
+        raise errors.KeyNotFound(h.name, key, part)
+
+
+def delete_where(h: SpaceHandle, where: Mapping[str, Any], partition: str | None = None) -> int:
+    """Delete the rows whose metadata matches `where` (in one partition, if given); returns
+    how many. An empty filter is refused: `delete_all` says what it means."""
+    if not where:
+        raise errors.InvalidArgument(
+            f"space {h.name!r}: delete_where needs a non-empty filter; use delete_all() to empty it"
+        )
+    cond, params = _selection(h, partition, where)
+    query = sql.SQL("DELETE FROM {}{}").format(h.tables.live, cond)
+
+    def delete() -> int:
+        with translate(h.name), h.conn.transaction(), h.conn.cursor() as cur:
+            catalog.lock_for_write(h, cur)
+            return cur.execute(query, params).rowcount
+
+    return catalog.retrying(h, delete)
 
 
 def delete_all(h: SpaceHandle, partition: str | None = None) -> int:
@@ -376,5 +526,11 @@ def delete_all(h: SpaceHandle, partition: str | None = None) -> int:
     params: tuple[Any, ...] = ()
     if partition is not None:
         cond, params = sql.SQL(" WHERE partition = %s"), (catalog.partition_name(partition),)
-    with translate(h.name), h.conn.transaction():
-        return h.conn.execute(sql.SQL("DELETE FROM {}{}").format(h.tables.live, cond), params).rowcount
+    query = sql.SQL("DELETE FROM {}{}").format(h.tables.live, cond)
+
+    def delete() -> int:
+        with translate(h.name), h.conn.transaction(), h.conn.cursor() as cur:
+            catalog.lock_for_write(h, cur)
+            return cur.execute(query, params).rowcount
+
+    return catalog.retrying(h, delete)

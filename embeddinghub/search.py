@@ -47,6 +47,7 @@ class Neighbor:
     distance: float
     partition: str = "default"
     metadata: dict[str, Any] | None = field(default=None, compare=False)
+    vector: np.ndarray | None = field(default=None, compare=False, repr=False)  # include_vectors
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ versions, acl, recommend, tuning, models).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -135,17 +136,35 @@ class Space:
     @session_call(repeatable=True)
     def delete(self, key: str, partition: str | None = None) -> None:
         """Delete `key`; raises KeyNotFound if it is not there."""
-        rows.multidelete(self.handle, [key], partition)
+        rows.multidelete(self.handle, [key], partition, strict=True)
 
     @session_call(repeatable=True)
-    def multidelete(self, keys: Iterable[str], partition: str | None = None) -> int:
-        """Delete every key, or none if any is missing (KeyNotFound names it)."""
-        return rows.multidelete(self.handle, keys, partition)
+    def multidelete(
+        self, keys: Iterable[str], partition: str | None = None, *, strict: bool = False
+    ) -> int:
+        """Delete the keys that exist, in one transaction; return how many were deleted.
+        With `strict=True`, every key or none: a missing one raises KeyNotFound."""
+        return rows.multidelete(self.handle, keys, partition, strict=strict)
 
     @session_call(repeatable=True)
     def delete_all(self, partition: str | None = None) -> int:
         """Delete every row (of one partition, if given); returns how many."""
         return rows.delete_all(self.handle, partition)
+
+    @session_call(repeatable=True)
+    def delete_where(self, where: Mapping[str, Any], partition: str | None = None) -> int:
+        """Delete the rows whose metadata matches the filter `where` (see *Metadata
+        filters*), in one partition if given; returns how many."""
+        return rows.delete_where(self.handle, where, partition)
+
+    @session_call(repeatable=True)
+    def update_metadata(
+        self, key: str, metadata: dict[str, Any] | None, partition: str | None = None,
+        *, merge: bool = False,
+    ) -> None:
+        """Replace the metadata of `key`, leaving its vector; `merge=True` adds the given
+        fields to the stored ones instead. KeyNotFound if the key is not there."""
+        rows.update_metadata(self.handle, key, metadata, partition, merge=merge)
 
     # -- reads ------------------------------------------------------------------------
     @session_call(read=True)
@@ -155,9 +174,12 @@ class Space:
         return row
 
     @session_call(read=True)
-    def multiget(self, keys: Iterable[str], partition: str | None = None) -> np.ndarray:
-        """A (len(keys), dims) float32 matrix, rows in the order of `keys`."""
-        return rows.multiget(self.handle, rows.live(self.handle), keys, partition)
+    def multiget(
+        self, keys: Iterable[str], partition: str | None = None, *, missing: str = "raise"
+    ) -> np.ndarray:
+        """A (len(keys), dims) float32 matrix, rows in the order of `keys`. A missing key
+        raises KeyNotFound, or with `missing="nan"` gets a row of NaN (partial results)."""
+        return rows.multiget(self.handle, rows.live(self.handle), keys, partition, missing=missing)
 
     @session_call(read=True)
     def get_metadata(self, key: str, partition: str | None = None) -> dict[str, Any] | None:
@@ -168,20 +190,25 @@ class Space:
         return rows.contains(self.handle, rows.live(self.handle), key)
 
     @session_call(read=True)
-    def count(self, partition: str | None = None) -> int:
-        return rows.count(self.handle, rows.live(self.handle), partition)
+    def count(self, partition: str | None = None, where: Mapping[str, Any] | None = None) -> int:
+        """Rows in the space (in one partition; matching a metadata filter `where`)."""
+        return rows.count(self.handle, rows.live(self.handle), partition, where)
 
     def __len__(self) -> int:
         return self.count()
 
     def iterator(
-        self, partition: str | None = None, *, with_metadata: bool = False
+        self, partition: str | None = None, *, with_metadata: bool = False,
+        with_partition: bool = False,
     ) -> Iterator[tuple[Any, ...]]:
-        """Yield `(key, vector)` pairs (all partitions unless one is given), in key order.
+        """Yield `(key, vector)` pairs (all partitions unless one is given), in (partition,
+        key) order; `with_metadata` / `with_partition` add those, in that order:
+        `(key, vector, metadata, partition)`.
 
         Pages through the table by key, so no transaction stays open between pages.
         """
-        return rows.pages(self.handle, rows.live(self.handle), partition, with_metadata=with_metadata)
+        return rows.pages(self.handle, rows.live(self.handle), partition,
+                          with_metadata=with_metadata, with_partition=with_partition)
 
     def __iter__(self) -> Iterator[Any]:
         return self.iterator()
@@ -199,16 +226,21 @@ class Space:
         *,
         ef_search: int | None = None,
         key_partition: str | None = None,
+        include_vectors: bool = False,
+        offset: int = 0,
     ) -> list[Neighbor]:
         """The `num` nearest embeddings to `key`'s vector or to `vector`, closest first.
 
         With `key`, the key itself is left out. `partition` searches one partition's
         own HNSW index; without it, all partitions are searched and merged. The key is
         looked up in `key_partition` (default: `partition`, else the default partition).
+        `include_vectors` fills each Neighbor's `vector`; `offset` skips that many of the
+        closest first (pages: offset=0, num; offset=num, num; ...).
         """
         keys, vectors = search.one_query(self.handle, key, vector)
         return self.multi_nearest_neighbors(
-            num, keys, vectors, partition, where, version, ef_search=ef_search, key_partition=key_partition
+            num, keys, vectors, partition, where, version, ef_search=ef_search,
+            key_partition=key_partition, include_vectors=include_vectors, offset=offset,
         )[0]
 
     @session_call(read=True)
@@ -223,14 +255,24 @@ class Space:
         *,
         ef_search: int | None = None,
         key_partition: str | None = None,
+        include_vectors: bool = False,
+        offset: int = 0,
     ) -> list[list[Neighbor]]:
-        """Nearest neighbours of many keys or vectors, answered in one round trip."""
+        """Nearest neighbours of many keys or vectors, answered in one round trip (plus one
+        for `include_vectors`); `offset` skips that many of each query's closest."""
         source = rows.live(self.handle)
         if version is not None:
             source = versions.source_at(self.handle, versions.resolve(self.handle, version))
-        return search.search(
-            self.handle, source, num, keys, vectors, partition, where, ef_search, key_partition
+        skip = rows.check_offset(self.handle, offset, num)
+        found = search.search(
+            self.handle, source, num + skip if skip else num, keys, vectors, partition, where,
+            ef_search, key_partition,
         )
+        pages = [hits[skip:] for hits in found]
+        if not include_vectors:
+            return pages
+        got = rows.vectors_of(self.handle, source, [(n.partition, n.key) for hits in pages for n in hits])
+        return [[replace(n, vector=got.get((n.partition, n.key))) for n in hits] for hits in pages]
 
     # -- partitions -------------------------------------------------------------------
     @session_call(repeatable=False)
@@ -255,6 +297,12 @@ class Space:
         its kind: "hnsw" (the vectors), "hnsw_halfvec" (half-precision copies, float32
         spaces), "hnsw_bit" (binary quantization, re-ranked by the exact distance)."""
         catalog.create_index(self.handle, m, ef_construction, index)
+
+    @session_call(repeatable=True)
+    def ensure_index(self) -> bool:
+        """Build the HNSW index if it is missing or invalid (a load that was killed before
+        it rebuilt the index); True if it was built. `info()["index_state"]` tells its state."""
+        return catalog.ensure_index(self.handle)
 
     @session_call(repeatable=True)
     def set_ef_search(self, ef_search: int) -> None:
@@ -293,6 +341,11 @@ class Space:
     def freeze(self) -> None:
         """Make the space immutable; the database refuses every later write, raw SQL too."""
         catalog.freeze(self.handle)
+
+    @session_call(repeatable=True)
+    def unfreeze(self) -> None:
+        """Make a frozen space writable again."""
+        catalog.unfreeze(self.handle)
 
     # -- averaging and recommendations --------------------------------------------------
     @session_call(read=True)

@@ -61,11 +61,13 @@ def as_matrix(space: str, dims: int, dtype: str, data: Any, rows: int | None = N
         )
     if rows is not None and matrix.shape[0] != rows:
         raise errors.InvalidArgument(f"space {space!r}: {rows} keys but {matrix.shape[0]} vectors")
-    if dtype == "float16":
-        with np.errstate(over="ignore"):
-            check_finite(space, matrix.astype(np.float16))
-    else:
-        check_finite(space, matrix)
+    step = 1 << 16  # rows at a time, so checking a large matrix needs little memory
+    for start in range(0, matrix.shape[0], step):
+        block = matrix[start : start + step]
+        if dtype == "float16":
+            with np.errstate(over="ignore"):
+                block = block.astype(np.float16)
+        check_finite(space, block, start)
     return np.ascontiguousarray(matrix)
 
 
@@ -79,11 +81,11 @@ def as_vector(space: str, dims: int, dtype: str, data: Any) -> np.ndarray:
     return row
 
 
-def check_finite(space: str, matrix: np.ndarray) -> None:
+def check_finite(space: str, matrix: np.ndarray, offset: int = 0) -> None:
     with np.errstate(over="ignore", invalid="ignore"):
         finite = np.isfinite(matrix)
     if not finite.all():
-        row = int(np.argwhere(~finite.all(axis=1))[0][0])
+        row = offset + int(np.argwhere(~finite.all(axis=1))[0][0])
         raise errors.InvalidEmbedding(
             f"space {space!r}: vector #{row} holds NaN or infinity"
             " (or a value outside float16 range)"

@@ -191,7 +191,9 @@ def test_load_get_nn_export(cli: Callable[..., Result], name: str, tmp_path: Pat
             cli("space", "drop", copy, "--yes")
     green = tmp_path / "green.jsonl"
     cli("export", name, str(green), "--partition", "green", "--silent")
-    assert [r["key"] for r in map(json.loads, green.read_text().splitlines())] == ["leek"]
+    header, *lines = map(json.loads, green.read_text().splitlines())
+    assert header == {"embeddinghub": {"dims": 3, "metric": "cosine", "dtype": "float32"}}
+    assert [r["key"] for r in lines] == ["leek"]
 
 
 def test_load_npy_with_keys_into_one_partition(cli: Callable[..., Result], name: str,

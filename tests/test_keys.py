@@ -75,12 +75,15 @@ def test_delete_multidelete_delete_all(space: eh.Space) -> None:
     assert "a" not in space and len(space) == 5
     with pytest.raises(eh.KeyNotFound, match="'a'"):
         space.delete("a")
-    # a batch with a missing key deletes nothing
+    # strict: a batch with a missing key deletes nothing
     with pytest.raises(eh.KeyNotFound, match="'nope'"):
-        space.multidelete(["b", "nope"])
+        space.multidelete(["b", "nope"], strict=True)
     assert "b" in space
-    assert space.multidelete(["b", "c"]) == 2
-    assert space.delete_all() == 3
+    # by default the keys that exist are deleted and counted
+    assert space.multidelete(["b", "nope"]) == 1
+    assert "b" not in space
+    assert space.multidelete(["c", "d"]) == 2
+    assert space.delete_all() == 2
     assert len(space) == 0
 
 

@@ -118,7 +118,7 @@ def test_partition_scoped_reads_and_deletes(make_space: MakeSpace) -> None:
     with pytest.raises(eh.KeyNotFound, match="'a-0'.*partition 'b'"):
         space.delete("a-0", partition="b")
     with pytest.raises(eh.KeyNotFound):
-        space.multidelete(["a-0", "nope"], partition="a")
+        space.multidelete(["a-0", "nope"], partition="a", strict=True)
     assert space.count(partition="a") == 5  # a failed batch deletes nothing
     assert space.multidelete(["a-0", "a-1"], partition="a") == 2
     assert space.delete_all(partition="b") == 2

@@ -655,7 +655,7 @@ def test_cli(filled: eh.Space, cli: Callable[..., Any]) -> None:
     assert "version 7 not found" in cli("get", name, "a", "--version", "7", ok=False).output
     out = cli("version", "rollback", name, "v1")
     assert "recorded as version 4" in out.output and "z" not in filled
-    assert "freed" in cli("version", "prune", name, "--keep", "1").output
+    assert "freed" in cli("version", "prune", name, "--keep", "1", "--yes").output
     assert [v.number for v in filled.versions()] == [4]
     bad = cli("version", "rollback", name, "nope", ok=False)
     assert "version 'nope' not found" in bad.output and "Traceback" not in bad.output

@@ -136,7 +136,7 @@ def apply(space: eh.Space, model: Model, op: tuple[Any, ...]) -> None:
         _, part, keys = op
         if any((part, k) not in model.working for k in keys):
             with pytest.raises(eh.KeyNotFound):
-                space.multidelete(keys, partition=part)
+                space.multidelete(keys, partition=part, strict=True)
             return
         assert space.multidelete(keys, partition=part) == len(keys)
         for key in keys:

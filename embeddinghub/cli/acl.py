@@ -142,6 +142,7 @@ def list_(ctx: click.Context, space_name: str, fmt: str | None) -> None:
     Example: embeddinghub acl list items --json
     """
     rows = [dataclasses.asdict(g) for g in hub_from(ctx).get_space(space_name).grants()]
-    for row in rows:
-        row["partition"] = row["partition"] or "(all)"
+    if fmt != "json":  # JSON keeps null for a grant on the whole space
+        for row in rows:
+            row["partition"] = row["partition"] or "(all)"
     emit(rows, fmt, ["role", "privilege", "partition", "granted_by", "granted_at"])

@@ -146,16 +146,21 @@ def emit(data: Any, fmt: str | None, columns: Sequence[str] | None = None) -> No
         click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 
 
-def emit_neighbors(hits: Sequence[eh.Neighbor], fmt: str | None) -> None:
-    """Search results, ranked; the metadata column only when some hit has metadata."""
+def emit_neighbors(hits: Sequence[eh.Neighbor], fmt: str | None, first_rank: int = 1) -> None:
+    """Search results, ranked; the metadata (vector) column only when some hit has one."""
     rows = [
         {"rank": i, "key": h.key, "partition": h.partition, "distance": h.distance,
-         "metadata": h.metadata}
-        for i, h in enumerate(hits, start=1)
+         "metadata": h.metadata, "vector": h.vector}
+        for i, h in enumerate(hits, start=first_rank)
     ]
     columns = ["rank", "key", "partition", "distance"]
     if any(h.metadata is not None for h in hits):
         columns.append("metadata")
+    if any(h.vector is not None for h in hits):
+        columns.append("vector")
+    else:
+        for row in rows:
+            del row["vector"]
     emit(rows, fmt, columns)
 
 

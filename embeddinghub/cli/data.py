@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import click
-import numpy as np
 
 from .. import demo, errors, ingest
 from ..catalog import DTYPES, METRICS
@@ -25,7 +24,7 @@ from .base import (
     progress,
 )
 
-__all__ = ["demo_", "export", "get", "load", "nn", "parse_json"]
+__all__ = ["count", "delete", "demo_", "export", "get", "load", "metadata_", "nn", "parse_json"]
 
 
 @main.command()
@@ -34,9 +33,10 @@ __all__ = ["demo_", "export", "get", "load", "nn", "parse_json"]
 @click.option("--create", is_flag=True,
               help="Create the space if it does not exist, with the file's dims.")
 @click.option("--metric", type=click.Choice(METRICS), default=None,
-              help="With --create: the space's metric [default: l2].")
+              help="With --create: the space's metric [default: the export's, else l2].")
 @click.option("--dtype", type=click.Choice(DTYPES), default=None,
-              help="With --create: the space's storage type [default: float32].")
+              help="With --create: the space's storage type [default: the export's, else"
+              " float32].")
 @click.option("--partition", "-p", default=None,
               help="Load every row into this partition (overrides the file's partitions).")
 @click.option("--create-partitions", is_flag=True,
@@ -85,6 +85,8 @@ def load(
     if created:
         _create_for(hub, space_name, file, keys_file, metric, dtype)
     sp = hub.get_space(space_name)
+    if create and not created:
+        _check_settings(sp, metric, dtype)
     options = dict(batch_size=batch_size, partition=partition, keys_file=keys_file,
                    create_partitions=create_partitions, atomic=atomic)
     try:
@@ -95,20 +97,41 @@ def load(
         raise
 
 
+def _check_settings(sp: Space, metric: str | None, dtype: str | None) -> None:
+    """`load --create` into a space that exists: its settings must be the ones asked for."""
+    for option, asked, have in (("--metric", metric, sp.metric), ("--dtype", dtype, sp.dtype)):
+        if asked is not None and asked != have:
+            raise errors.InvalidArgument(
+                f"space {sp.name!r} already exists with {option.lstrip('-')} {have}, not {asked}:"
+                f" drop {option} to load into it, or load into a new space"
+            )
+
+
 def _create_for(
     hub: Hub, name: str, file: str, keys_file: str | None, metric: str | None, dtype: str | None
 ) -> None:
-    """Create the space `load --create` loads into, with the dims of the file's first row."""
-    first = next(ingest.iter_batches(file, 1, keys_file=keys_file), None)
-    if first is None:
-        raise errors.InvalidArgument(f"{file} has no rows, so --create cannot tell the dims")
-    hub.create_space(name, first.dims, metric or "l2", dtype or "float32")
+    """Create the space `load --create` loads into: the settings an export recorded in the
+    file (options given win), else the dims of the file's first row."""
+    settings = ingest.file_settings(file)
+    dims = settings.get("dims")
+    if dims is None:
+        first = next(ingest.iter_batches(file, 1, keys_file=keys_file), None)
+        if first is None:
+            raise errors.InvalidArgument(f"{file} has no rows, so --create cannot tell the dims")
+        dims = first.dims
+    hub.create_space(name, dims, metric or settings.get("metric", "l2"),
+                     dtype or settings.get("dtype", "float32"))
 
 
 def _load_with_progress(sp: Space, file: str, silent: bool, options: dict[str, Any]) -> None:
     started = time.perf_counter()
+
+    def phase(what: str) -> None:  # the bar is full: say what the wait is for (as the bar,
+        if not silent and sys.stderr.isatty():  # only on a terminal)
+            click.echo(f"\n{what} of space {sp.name!r}...", err=True)
+
     with progress(ingest.count_rows(file), f"loading {file}", silent) as update:
-        done = ingest.load(sp, file, progress=update, **options)
+        done = ingest.load(sp, file, progress=update, phase=phase, **options)
     seconds = time.perf_counter() - started
     click.echo(
         f"loaded {done} rows into space {sp.name!r} in {seconds:.1f} s"
@@ -160,6 +183,9 @@ def get(ctx: click.Context, space_name: str, key: str, partition: str | None,
               help="HNSW candidate list size for this search (higher: better recall, slower).")
 @click.option("--version", "at_version", default=None, metavar="VERSION",
               help="Search the space as it was at this version (a number or a tag).")
+@click.option("--offset", type=click.IntRange(min=0), default=0,
+              help="Skip this many of the closest (the next page: --offset K with -k K).")
+@click.option("--include-vectors", is_flag=True, help="Add each neighbour's vector.")
 @output_options
 @click.pass_context
 @handle_errors
@@ -174,6 +200,8 @@ def nn(
     where: str | None,
     ef_search: int | None,
     at_version: str | None,
+    offset: int,
+    include_vectors: bool,
     fmt: str | None,
 ) -> None:
     """Nearest neighbours of a key or a vector.
@@ -192,12 +220,88 @@ def nn(
     if key_partition is not None and key is None:
         raise errors.InvalidArgument("--key-partition goes with --key")
     space = hub_from(ctx).get_space(space_name)
-    sp = space if at_version is None else space.as_of(parse_version(at_version))
-    hits = sp.nearest_neighbors(
-        num, key=key, vector=query, partition=partition, where=filt, ef_search=ef_search,
-        key_partition=key_partition,
-    )
-    emit_neighbors(hits, fmt)
+    if at_version is None:
+        hits = space.nearest_neighbors(
+            num, key=key, vector=query, partition=partition, where=filt, ef_search=ef_search,
+            key_partition=key_partition, offset=offset, include_vectors=include_vectors,
+        )
+    else:
+        if offset or include_vectors:
+            raise errors.InvalidArgument("--offset and --include-vectors apply to the working state;"
+                                         " drop --version")
+        hits = space.as_of(parse_version(at_version)).nearest_neighbors(
+            num, key=key, vector=query, partition=partition, where=filt, ef_search=ef_search,
+            key_partition=key_partition,
+        )
+    emit_neighbors(hits, fmt, first_rank=offset + 1)
+
+
+@main.command()
+@click.argument("space_name", metavar="SPACE")
+@click.option("--partition", "-p", default=None, help="Count only this partition.")
+@click.option("--where", default=None, help="Count only rows whose metadata match this filter (JSON).")
+@output_options
+@click.pass_context
+@handle_errors
+def count(ctx: click.Context, space_name: str, partition: str | None, where: str | None,
+          fmt: str | None) -> None:
+    """The number of rows in SPACE (in one partition, matching a metadata filter).
+
+    Example: embeddinghub count items --where '{"lang": "en"}'
+    """
+    filt = None if where is None else parse_json("--where", where, dict)
+    n = hub_from(ctx).get_space(space_name).count(partition, where=filt)
+    emit({"space": space_name, "partition": partition, "where": filt, "rows": n}, fmt)
+
+
+@main.command()
+@click.argument("space_name", metavar="SPACE")
+@click.argument("keys", nargs=-1)
+@click.option("--where", default=None, help="Delete the rows whose metadata match this filter (JSON).")
+@click.option("--partition", "-p", default=None, help="The partition [default: default, or all for --where].")
+@click.option("--strict", is_flag=True, help="With KEYS: every key or none (a missing key is an error).")
+@click.option("--yes", "-y", is_flag=True, help="With --where: do not ask for confirmation.")
+@click.pass_context
+@handle_errors
+def delete(ctx: click.Context, space_name: str, keys: tuple[str, ...], where: str | None,
+           partition: str | None, strict: bool, yes: bool) -> None:
+    """Delete KEYS from SPACE, or the rows matching --where; prints how many went.
+
+    Keys that are not there are skipped (--strict: then nothing is deleted).
+
+    Example: embeddinghub delete items --where '{"source": "crawl-7"}' --yes
+    """
+    if bool(keys) == (where is not None):
+        raise errors.InvalidArgument("pass KEYS or --where (one of them)")
+    sp = hub_from(ctx).get_space(space_name)
+    if where is None:
+        n = sp.multidelete(list(keys), partition=partition, strict=strict)
+    else:
+        filt = parse_json("--where", where, dict)
+        if not yes:
+            matched = sp.count(partition, where=filt)
+            click.confirm(f"Delete {matched} rows of space {space_name!r}?", abort=True, err=True)
+        n = sp.delete_where(filt, partition=partition)
+    click.echo(f"deleted {n} row{'' if n == 1 else 's'} of space {space_name!r}")
+
+
+@main.command("metadata")
+@click.argument("space_name", metavar="SPACE")
+@click.argument("key")
+@click.argument("metadata", metavar="JSON")
+@click.option("--partition", "-p", default=None, help="The key's partition [default: default].")
+@click.option("--merge", is_flag=True, help="Add these fields to the stored metadata.")
+@click.pass_context
+@handle_errors
+def metadata_(ctx: click.Context, space_name: str, key: str, metadata: str, partition: str | None,
+              merge: bool) -> None:
+    """Set the metadata of KEY to JSON (an object), leaving its vector as it is.
+
+    Example: embeddinghub metadata items item-42 '{"lang": "en"}' --merge
+    """
+    value = parse_json("JSON", metadata, dict)
+    hub_from(ctx).get_space(space_name).update_metadata(key, value, partition, merge=merge)
+    click.echo(f"{'merged' if merge else 'set'} the metadata of {key!r} in space {space_name!r}")
 
 
 @main.command()
@@ -212,21 +316,19 @@ def export(ctx: click.Context, space_name: str, file: str, partition: str | None
 
     `embeddinghub load` reads the file back.
 
-    Every row keeps its key, partition and metadata.
+    Every row keeps its key, partition and metadata, and the file records the space's
+    dims, metric and dtype: `load --create` of it makes the same kind of space.
 
     Example: embeddinghub export items items.jsonl
     """
     ingest.check_export_path(file)
     sp = hub_from(ctx).get_space(space_name)
-    parts = [partition] if partition else [p["name"] for p in sp.list_partitions()]
-
-    def rows() -> Iterator[tuple[str, np.ndarray, Any, str]]:
-        for part in parts:
-            for key, vec, meta in sp.iterator(partition=part, with_metadata=True):
-                yield key, vec, meta, part
-
+    if partition is not None and partition not in {p["name"] for p in sp.list_partitions()}:
+        raise errors.PartitionNotFound(sp.name, partition)
+    rows = sp.iterator(partition=partition, with_metadata=True, with_partition=True)
+    settings = {"dims": sp.dims, "metric": sp.metric, "dtype": sp.dtype}
     with progress(sp.count(partition), f"exporting {sp.name}", silent) as update:
-        count = ingest.write(file, rows(), dtype=sp.dtype, progress=update)
+        count = ingest.write(file, rows, dtype=sp.dtype, progress=update, settings=settings)
     click.echo(f"exported {count} rows of space {sp.name!r} to {file}")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import click
 
 from ..hub import DTYPES, METRICS
@@ -109,3 +111,55 @@ def freeze(ctx: click.Context, name: str) -> None:
     """
     hub_from(ctx).freeze_space(name)
     click.echo(f"froze space {name!r}")
+
+
+@space.command()
+@click.argument("name")
+@click.option("--m", "m", type=int, default=None,
+              help="HNSW links per node [default: the space's current m].")
+@click.option("--ef-construction", type=int, default=None,
+              help="HNSW build-time candidate list [default: the space's current value].")
+@click.pass_context
+@handle_errors
+def reindex(ctx: click.Context, name: str, m: int | None, ef_construction: int | None) -> None:
+    """Build the HNSW index of the space NAME again (every partition's).
+
+    Use it when `space show` says the index is missing or invalid (a load that was
+    killed before it rebuilt the index), or to change m and ef_construction.
+
+    Example: embeddinghub space reindex items --m 32 --ef-construction 128
+    """
+    sp = hub_from(ctx).get_space(name)
+    click.echo(f"building the HNSW index of space {name!r} ({len(sp)} rows)...", err=True)
+    started = time.perf_counter()
+    sp.create_index(m if m is not None else sp.m,
+                    ef_construction if ef_construction is not None else sp.ef_construction)
+    click.echo(f"built the index of space {name!r} in {time.perf_counter() - started:.1f} s"
+               f" (m={sp.m}, ef_construction={sp.ef_construction})")
+
+
+@space.command()
+@click.argument("name")
+@click.pass_context
+@handle_errors
+def unfreeze(ctx: click.Context, name: str) -> None:
+    """Make the frozen space NAME writable again.
+
+    Example: embeddinghub space unfreeze items
+    """
+    hub_from(ctx).unfreeze_space(name)
+    click.echo(f"unfroze space {name!r}")
+
+
+@space.command()
+@click.argument("old")
+@click.argument("new")
+@click.pass_context
+@handle_errors
+def rename(ctx: click.Context, old: str, new: str) -> None:
+    """Rename the space OLD to NEW; rows, versions, grants and its BI view go with it.
+
+    Example: embeddinghub space rename items items-v1
+    """
+    hub_from(ctx).rename_space(old, new)
+    click.echo(f"renamed space {old!r} to {new!r}")

@@ -102,7 +102,10 @@ def rollback(ctx: click.Context, space_name: str, target: str, fmt: str | None) 
 
     Example: embeddinghub version rollback items before-reembed
     """
-    v = hub_from(ctx).get_space(space_name).rollback(parse_version(target))
+    sp = hub_from(ctx).get_space(space_name)
+    if fmt is None:  # it waits for running writers, then rewrites what changed since
+        click.echo(f"rolling back space {space_name!r} to version {target}...", err=True)
+    v = sp.rollback(parse_version(target))
     if fmt is None:
         click.echo(f"space {space_name!r}: rolled back to version {target}, recorded as"
                    f" version {v.number}")
@@ -114,13 +117,22 @@ def rollback(ctx: click.Context, space_name: str, target: str, fmt: str | None) 
 @click.argument("space_name", metavar="SPACE")
 @click.option("--keep", type=click.IntRange(min=0), required=True,
               help="How many of the newest versions to keep.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before deleting tagged versions.")
 @click.pass_context
 @handle_errors
-def prune(ctx: click.Context, space_name: str, keep: int) -> None:
+def prune(ctx: click.Context, space_name: str, keep: int, yes: bool) -> None:
     """Delete all but the newest KEEP versions of SPACE and the history only they needed.
 
-    Example: embeddinghub version prune items --keep 10
+    Asks first if a tagged version would go, unless --yes is given.
+
+    Example: embeddinghub version prune items --keep 10 --yes
     """
-    freed = hub_from(ctx).get_space(space_name).prune_versions(keep)
+    sp = hub_from(ctx).get_space(space_name)
+    listed = sp.versions()
+    doomed = [v for v in listed[: max(0, len(listed) - keep)] if v.tag]
+    if doomed and not yes:
+        tags = ", ".join(f"{v.number} ({v.tag})" for v in doomed)
+        click.confirm(f"Delete tagged versions {tags} of space {space_name!r}?", abort=True, err=True)
+    freed = sp.prune_versions(keep)
     click.echo(f"space {space_name!r}: kept the newest {keep} versions,"
                f" freed {freed} history rows")
