@@ -136,7 +136,8 @@ class AsyncAsOf:
 
 
 @_calls(
-    "info", "set", "multiset", "delete", "multidelete", "delete_all", "get", "multiget",
+    "info", "set", "multiset", "delete", "multidelete", "delete_all", "delete_where",
+    "update_metadata", "ensure_index", "unfreeze", "get", "multiget",
     "get_metadata", "count", "nearest_neighbors", "multi_nearest_neighbors", "create_partition",
     "list_partitions", "drop_partition", "create_index", "set_ef_search", "set_target_recall",
     "tune", "freeze", "average", "centroid", "recommend", "snapshot", "versions", "diff",
@@ -170,7 +171,10 @@ class AsyncSpace:
         return _iterate(self.sync.iterator(partition, with_metadata=with_metadata))
 
 
-@_calls("list_spaces", "has_space", "delete_space", "freeze_space", "create_role", "drop_role", "execute")
+@_calls(
+    "list_spaces", "has_space", "delete_space", "freeze_space", "unfreeze_space", "rename_space",
+    "create_role", "drop_role", "execute",
+)
 class AsyncHub:
     """The async Hub: the methods of `Hub`, awaited; spaces come back as AsyncSpace."""
 
