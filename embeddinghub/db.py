@@ -64,6 +64,8 @@ def from_db_error(exc: psycopg.Error, space: str | None) -> errors.EmbeddingHubE
         return _verbatim(errors.KeyNotFound(space or "?", "?"), diag)
     if state == "EHVER":
         return _verbatim(errors.VersionNotFound(space or "?", "?"), diag)
+    if state == "55P03":  # lock_timeout: the SQL message names the space and what to do
+        return errors.SpaceBusy(diag if space is None or repr(space)[1:-1] in diag else where + diag)
     if state in ("EHARG", "22P02", "22023", "22000", "22P05", "23514", "54000"):
         return errors.InvalidArgument(f"{where}{diag}")
     if state == "42501" or state.startswith("28"):

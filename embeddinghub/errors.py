@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "AdminRequired",
     "ConnectionFailed",
     "DimensionMismatch",
     "EmbeddingHubError",
@@ -11,6 +12,7 @@ __all__ = [
     "KeyNotFound",
     "PartitionNotFound",
     "PermissionDenied",
+    "SpaceBusy",
     "SpaceExists",
     "SpaceFrozen",
     "SpaceNotFound",
@@ -81,3 +83,18 @@ class PermissionDenied(EmbeddingHubError):
 
 class ConnectionFailed(EmbeddingHubError):
     pass
+
+
+class AdminRequired(PermissionDenied):
+    """The database lacks something only an administrator can provide (the pgvector
+    extension, CREATEROLE, CREATE on the database, a locked-down `public` schema).
+    The message gives the exact SQL to ask the administrator to run; `sql` holds it too."""
+
+    def __init__(self, message: str, sql: str) -> None:
+        super().__init__(f"{message}; ask an administrator to run: {sql}")
+        self.sql = sql
+
+
+class SpaceBusy(EmbeddingHubError):
+    """An owner-side operation (snapshot, rollback, prune, freeze, partition change) waited
+    longer than its lock timeout for the space's writers; nothing was changed."""

@@ -554,10 +554,7 @@ class Space:
     def _refuse_if_frozen(self, cur: psycopg.Cursor[Any]) -> None:
         """Partition DDL is no row write, so the row trigger cannot refuse it: check here,
         holding the writers' lock so a concurrent freeze() waits for this transaction."""
-        cur.execute(
-            "SELECT pg_advisory_xact_lock_shared(embeddinghub.space_lock_key(), %s)", (self.id,)
-        )
-        cur.execute("SELECT frozen FROM embeddinghub.spaces WHERE id = %s", (self.id,))
+        cur.execute("SELECT embeddinghub.lock_space_for_write(%s)", (self.id,))
         row = cur.fetchone()
         if row and row[0]:
             raise errors.SpaceFrozen(self.name, "it is frozen: partitions cannot change")
