@@ -65,7 +65,10 @@ def from_db_error(exc: psycopg.Error, space: str | None) -> errors.EmbeddingHubE
     if state == "EHVER":
         return _verbatim(errors.VersionNotFound(space or "?", "?"), diag)
     if state == "55P03":  # lock_timeout: the SQL message names the space and what to do
-        return errors.SpaceBusy(diag if space is None or repr(space)[1:-1] in diag else where + diag)
+        if diag.startswith('space "'):
+            return errors.SpaceBusy(diag)
+        return errors.SpaceBusy(f"{where}{diag}: another transaction holds a lock this needs;"
+                                " nothing was changed, retry later")
     if state in ("EHARG", "22P02", "22023", "22000", "22P05", "23514", "54000"):
         return errors.InvalidArgument(f"{where}{diag}")
     if state == "42501" or state.startswith("28"):

@@ -77,8 +77,11 @@ $$;
 -- Owner side, for partition DDL: the writers' (shared) space lock, so a concurrent freeze,
 -- snapshot or rollback waits for it; returns whether the space is frozen. For the Python
 -- API's create_partition and drop_partition (hub owner only: needs UPDATE on the catalog).
+-- The lock timeout stays set for the rest of the transaction: the DDL that follows waits for
+-- the table's writers, and must fail fast too (SQLSTATE 55P03) rather than queue every
+-- reader of the space behind it.
 CREATE OR REPLACE FUNCTION embeddinghub.lock_space_for_write(sid integer) RETURNS boolean
-LANGUAGE plpgsql SECURITY INVOKER SET search_path = pg_catalog, pg_temp SET lock_timeout = '10s'
+LANGUAGE plpgsql SECURITY INVOKER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     is_frozen boolean;
