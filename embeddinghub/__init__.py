@@ -1,8 +1,6 @@
 """embeddinghub: a database for machine-learning embeddings on PostgreSQL + pgvector."""
 
-from . import acl as _acl  # noqa: F401  (registers hooks: RLS on every new space table)
 from . import errors
-from . import views as _views  # noqa: F401  (registers hooks: BI views)
 from .compat import Config, LocalConfig
 from .errors import (
     ConnectionFailed,
@@ -11,6 +9,7 @@ from .errors import (
     InvalidArgument,
     InvalidEmbedding,
     KeyNotFound,
+    OperationInterrupted,
     PartitionNotFound,
     PermissionDenied,
     SpaceExists,
@@ -35,6 +34,7 @@ __all__ = [
     "KeyNotFound",
     "LocalConfig",
     "Neighbor",
+    "OperationInterrupted",
     "PartitionNotFound",
     "PermissionDenied",
     "Space",

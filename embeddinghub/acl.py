@@ -15,19 +15,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from . import errors, hub
-from .db import translate, validate_name
+from . import catalog, errors
+from .catalog import SpaceHandle, SupportsHandle, handle_of
+from .db import SupportsConnection, translate, validate_name
 from .storage import SpaceTables
-
-if TYPE_CHECKING:
-    from .hub import Hub
-    from .space import Space
 
 __all__ = [
     "PRIVILEGES",
@@ -38,6 +35,8 @@ __all__ = [
     "list_grants",
     "revoke",
     "role_dsn",
+    "secure_partition",
+    "secure_space",
 ]
 
 PRIVILEGES = ("read", "write", "admin")  # each includes the ones before it
@@ -86,7 +85,7 @@ def role_dsn(dsn: str, role: str, password: str | None = None) -> str:
 
 
 def create_role(
-    hub: Hub,
+    owner: SupportsConnection,
     name: str,
     login: bool = False,
     password: str | None = None,
@@ -108,9 +107,10 @@ def create_role(
         "{} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT"
     ).format(sql.SQL("LOGIN" if login else "NOLOGIN"))
     if password is not None:
-        hashed = hub.conn.pgconn.encrypt_password(password.encode(), role.encode(), None)
+        hashed = owner.conn.pgconn.encrypt_password(password.encode(), role.encode(), None)
         options += sql.SQL(" PASSWORD {}").format(sql.Literal(hashed.decode()))
-    with translate(), hub.conn.transaction(), hub.conn.cursor() as cur:
+    conn = owner.conn
+    with translate(), conn.transaction(), conn.cursor() as cur:
         try:
             cur.execute(sql.SQL("CREATE ROLE {} WITH ").format(sql.Identifier(role)) + options)
         except psycopg.errors.DuplicateObject:
@@ -126,10 +126,11 @@ def create_role(
             cur.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(role)))
 
 
-def drop_role(hub: Hub, name: str) -> None:
+def drop_role(owner: SupportsConnection, name: str) -> None:
+    conn = owner.conn
     """Revoke every grant the role holds, then drop it."""
     role = check_role_name(name)
-    with translate(), hub.conn.transaction(), hub.conn.cursor() as cur:
+    with translate(), conn.transaction(), conn.cursor() as cur:
         _require_role(cur, role)
         # The grants trigger revokes the table privileges as each row goes.
         cur.execute("DELETE FROM embeddinghub.grants WHERE role = %s", (role,))
@@ -149,39 +150,42 @@ def _require_role(cur: psycopg.Cursor[Any], role: str) -> None:
 
 
 # -- grants -----------------------------------------------------------------------------------
-def grant(space: Space, role: str, privilege: str, partition: str | None = None) -> None:
+def grant(
+    space: SpaceHandle | SupportsHandle, role: str, privilege: str, partition: str | None = None
+) -> None:
     """Give `role` read, write or admin on the space (or one partition of it).
 
     One privilege per (role, scope): granting again replaces it, so this also downgrades.
     """
+    h = handle_of(space)
     role = check_role_name(role)
-    privilege = _check_privilege(space.name, privilege)
+    privilege = _check_privilege(h.name, privilege)
     part = None if partition is None else validate_name("partition", partition)
     where = f" partition {part!r} of" if part is not None else ""
-    with translate(space.name), space.conn.transaction(), space.conn.cursor() as cur:
+    with translate(h.name), h.conn.transaction(), h.conn.cursor() as cur:
         _require_role(cur, role)
         if part is not None:
-            space._ensure_partitions(cur, [part], create=False)
+            catalog.ensure_partitions(h, cur, [part], create=False)
         try:
             cur.execute(
                 "DELETE FROM embeddinghub.grants WHERE space_id = %s AND role = %s"
                 " AND partition IS NOT DISTINCT FROM %s AND privilege <> %s",
-                (space.id, role, part, privilege),
+                (h.id, role, part, privilege),
             )
             cur.execute(
                 "INSERT INTO embeddinghub.grants (space_id, partition, role, privilege)"
                 " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                (space.id, part, role, privilege),
+                (h.id, part, role, privilege),
             )
         except psycopg.errors.InsufficientPrivilege:
             raise errors.PermissionDenied(
-                f"space {space.name!r}: {space.conn.info.user!r} may not grant on{where} it"
+                f"space {h.name!r}: {h.conn.info.user!r} may not grant on{where} it"
                 " (that needs the admin privilege on it)"
             ) from None
 
 
 def revoke(
-    space: Space, role: str, privilege: str | None = None, partition: str | None = None
+    space: SpaceHandle | SupportsHandle, role: str, privilege: str | None = None, partition: str | None = None
 ) -> int:
     """Take grants away from `role`; returns how many went.
 
@@ -189,16 +193,17 @@ def revoke(
     each given argument narrows that down. Takes effect for transactions that start after
     this one commits. An admin only reaches grants in its own scope.
     """
+    h = handle_of(space)
     role = check_role_name(role)
     conds = [sql.SQL("space_id = %s"), sql.SQL("role = %s")]
-    params: list[Any] = [space.id, role]
+    params: list[Any] = [h.id, role]
     if privilege is not None:
         conds.append(sql.SQL("privilege = %s"))
-        params.append(_check_privilege(space.name, privilege))
+        params.append(_check_privilege(h.name, privilege))
     if partition is not None:
         conds.append(sql.SQL("partition = %s"))
         params.append(validate_name("partition", partition))
-    with translate(space.name), space.conn.transaction(), space.conn.cursor() as cur:
+    with translate(h.name), h.conn.transaction(), h.conn.cursor() as cur:
         try:
             cur.execute(
                 sql.SQL("DELETE FROM embeddinghub.grants WHERE {}").format(
@@ -208,42 +213,31 @@ def revoke(
             )
         except psycopg.errors.InsufficientPrivilege:
             raise errors.PermissionDenied(
-                f"space {space.name!r}: {space.conn.info.user!r} may not revoke on it"
+                f"space {h.name!r}: {h.conn.info.user!r} may not revoke on it"
                 " (that needs the admin privilege on it)"
             ) from None
         return cur.rowcount
 
 
-def list_grants(space: Space) -> list[Grant]:
+def list_grants(space: SpaceHandle | SupportsHandle) -> list[Grant]:
     """The grants on the space the current role may see: all of them for the hub owner and
     the space's admins, else only the role's own."""
-    with translate(space.name), space.conn.cursor() as cur:
+    h = handle_of(space)
+    with translate(h.name), h.conn.cursor() as cur:
         cur.execute(
             "SELECT role, privilege, partition, granted_by, granted_at FROM embeddinghub.grants"
             " WHERE space_id = %s"
             " ORDER BY role, partition NULLS FIRST, embeddinghub.privilege_level(privilege)",
-            (space.id,),
+            (h.id,),
         )
         return [Grant(*row) for row in cur.fetchall()]
 
 
 # -- hooks: every new space table is born with row-level security ---------------------------------
-def _secure_space(cur: psycopg.Cursor[Any], tables: SpaceTables, name: str) -> None:
+def secure_space(cur: psycopg.Cursor[Any], tables: SpaceTables, name: str) -> None:
     cur.execute("SELECT embeddinghub.secure_space(%s)", (tables.space_id,))
 
 
-def _secure_partition(
-    cur: psycopg.Cursor[Any], tables: SpaceTables, partition_id: int, name: str
-) -> None:
+def secure_partition(cur: psycopg.Cursor[Any], tables: SpaceTables, partition_id: int, name: str) -> None:
     table = tables.partition(partition_id).as_string(cur)
     cur.execute("SELECT embeddinghub.secure_space_table(%s::regclass)", (table,))
-
-
-def _register() -> None:
-    if _secure_space not in hub.SPACE_CREATED_HOOKS:
-        hub.SPACE_CREATED_HOOKS.append(_secure_space)
-    if _secure_partition not in hub.PARTITION_CREATED_HOOKS:
-        hub.PARTITION_CREATED_HOOKS.append(_secure_partition)
-
-
-_register()

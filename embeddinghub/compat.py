@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 from psycopg.conninfo import make_conninfo
 
-__all__ = ["Config", "LocalConfig"]
+__all__ = ["Config", "LocalConfig", "redact_dsn"]
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,23 @@ class Config:
     database: str = "postgres"
     sslmode: str | None = None
 
+    def __repr__(self) -> str:
+        # print(config) and tracebacks must not show the password in clear
+        fields = ", ".join(
+            f"{name}={'***' if name == 'password' and value is not None else repr(value)}"
+            for name, value in (
+                ("host", self.host),
+                ("port", self.port),
+                ("user", self.user),
+                ("password", self.password),
+                ("database", self.database),
+                ("sslmode", self.sslmode),
+            )
+        )
+        return f"Config({fields})"
+
     def dsn(self) -> str:
+        """The libpq DSN, password included (it is what connects); show `redact_dsn(dsn)`."""
         parts = {
             "host": self.host,
             "port": str(self.port),
@@ -38,3 +55,16 @@ class Config:
             "sslmode": self.sslmode,
         }
         return make_conninfo(**{k: v for k, v in parts.items() if v is not None})
+
+
+def redact_dsn(dsn: str) -> str:
+    """`dsn` with any password replaced by `***`, for messages, reprs and logs.
+
+    Handles both libpq forms: `key=value` (`password=...`, quoted or not) and URIs
+    (`postgresql://user:secret@host/db`, `?password=...`). Everything else is kept.
+    """
+    out = re.sub(
+        r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'&]+)", r"\1***", dsn, flags=re.IGNORECASE
+    )
+    # URI userinfo: scheme://user:password@ (an empty password has nothing to hide)
+    return re.sub(r"^(postgres(?:ql)?://[^:/@?#]*:)[^@/?#]+@", r"\1***@", out)

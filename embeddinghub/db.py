@@ -1,17 +1,21 @@
-"""Connections and the translation of database errors into embeddinghub's errors."""
+"""Connections, names, and the one translation of database errors into embeddinghub's errors."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any, Protocol
 
 import psycopg
 from pgvector.psycopg import register_vector
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from . import errors
+from .compat import redact_dsn
 
-__all__ = ["open_connection", "translate", "validate_name"]
+__all__ = [
+    "SupportsConnection", "from_db_error", "open_connection", "translate", "validate_name"]
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,62}$")
 
@@ -26,32 +30,61 @@ def validate_name(kind: str, name: object) -> str:
     return name
 
 
-def open_connection(dsn: str) -> psycopg.Connection:
+def open_connection(dsn: str) -> psycopg.Connection[Any]:
+    """An autocommit connection with pgvector's types; ConnectionFailed if the server is unreachable."""
+    # Client-side keepalives notice a vanished server host (libpq's idle default is 2 h);
+    # options already in the DSN win.
+    keepalives = {"keepalives_idle": "30", "keepalives_interval": "10", "keepalives_count": "3"}
     try:
-        conn = psycopg.connect(dsn, autocommit=True)
-    except psycopg.OperationalError as exc:
-        raise errors.ConnectionFailed(f"cannot connect to {_redact(dsn)}: {exc}") from exc
+        given = conninfo_to_dict(dsn)
+        extra = {k: v for k, v in keepalives.items() if k not in given}
+        conn = psycopg.connect(make_conninfo(dsn, **extra), autocommit=True)
+    except psycopg.Error as exc:
+        raise errors.ConnectionFailed(f"cannot connect to {redact_dsn(dsn)}: {exc}") from exc
+    # A backend whose client died stops within seconds (it polls the socket) instead of
+    # running its statement, and holding its locks, to the end; TCP keepalives do the same
+    # for a client whose host vanished. Session settings, so a server that lacks one (or a
+    # platform that can't poll, e.g. Windows) still connects.
+    for statement in SESSION_SETTINGS:
+        try:
+            conn.execute(statement)
+        except psycopg.Error:
+            pass
     return conn
 
 
-def register_types(conn: psycopg.Connection) -> None:
+SESSION_SETTINGS = (
+    "SELECT set_config('client_connection_check_interval', '2s', false)",
+    "SELECT set_config('tcp_keepalives_idle', '30', false),"
+    " set_config('tcp_keepalives_interval', '10', false), set_config('tcp_keepalives_count', '3', false)",
+)
+
+
+def register_types(conn: psycopg.Connection[Any]) -> None:
     register_vector(conn)
 
 
-def _redact(dsn: str) -> str:
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", re.sub(r"password=\S+", "password=***", dsn))
+class SupportsConnection(Protocol):
+    """Anything that holds a connection: a Hub, a Session, a space handle."""
+
+    @property
+    def conn(self) -> psycopg.Connection[Any]: ...
 
 
 @contextmanager
-def translate(space: str | None = None) -> Iterator[None]:
-    """Re-raise database errors as embeddinghub errors that name the space at fault."""
+def translate(
+    space: str | None = None, *, key: str | None = None, version: object = None
+) -> Iterator[None]:
+    """Re-raise database errors as embeddinghub errors naming the space (key, version) at fault."""
     try:
         yield
     except psycopg.Error as exc:
-        raise from_db_error(exc, space) from exc
+        raise from_db_error(exc, space, key=key, version=version) from exc
 
 
-def from_db_error(exc: psycopg.Error, space: str | None) -> errors.EmbeddingHubError:
+def from_db_error(
+    exc: psycopg.Error, space: str | None, *, key: str | None = None, version: object = None
+) -> errors.EmbeddingHubError:
     state = exc.sqlstate or ""
     diag = exc.diag.message_primary or str(exc)
     where = f"space {space!r}: " if space else ""
@@ -61,15 +94,19 @@ def from_db_error(exc: psycopg.Error, space: str | None) -> errors.EmbeddingHubE
     if state == "EHNSP":
         return _verbatim(errors.SpaceNotFound(space or "?"), diag)
     if state == "EHKEY":
-        return _verbatim(errors.KeyNotFound(space or "?", "?"), diag)
+        return _verbatim(errors.KeyNotFound(space or "?", key or "?"), diag)
     if state == "EHVER":
+        if version is not None:  # the version the caller asked for, by number or tag
+            return errors.VersionNotFound(space or "?", version)
         return _verbatim(errors.VersionNotFound(space or "?", "?"), diag)
     if state == "55P03":  # lock_timeout: the SQL message names the space and what to do
         if diag.startswith('space "'):
             return errors.SpaceBusy(diag)
         return errors.SpaceBusy(f"{where}{diag}: another transaction holds a lock this needs;"
                                 " nothing was changed, retry later")
-    if state in ("EHARG", "22P02", "22023", "22000", "22P05", "23514", "54000"):
+    if state == "EHARG":  # most SQL messages already name the space
+        return errors.InvalidArgument(diag if diag.startswith("space ") else f"{where}{diag}")
+    if state in ("22P02", "22023", "22000", "22P05", "23514", "54000"):
         return errors.InvalidArgument(f"{where}{diag}")
     if state == "42501" or state.startswith("28"):
         return errors.PermissionDenied(f"{where}{diag}")

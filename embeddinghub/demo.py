@@ -13,14 +13,13 @@ import time
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from . import ingest
-
-if TYPE_CHECKING:
-    from .hub import Hub
+from .hub import Hub
+from .space import Space
 
 __all__ = ["DATA", "SPACE", "build_data", "run"]
 
@@ -103,16 +102,19 @@ def build_data(source: str | Path, dest: str | Path | None = None, rows: int = R
     return out
 
 
-def run(hub: Hub, echo: Callable[[str], None] | None = None, space_name: str = SPACE) -> dict[str, Any]:
-    """Load the demo data into `space_name` (recreated), index it and print some searches.
+def run(
+    hub: Hub,
+    echo: Callable[[str], None] = print,
+    table: Callable[[list[dict[str, Any]]], None] | None = None,
+    space_name: str = SPACE,
+) -> dict[str, Any]:
+    """Load the demo data into `space_name` (recreated), index it and print some searches
+    with `echo` (lines) and `table` (rows of neighbours; default: one line each).
 
     Returns what it printed: the row count, timings and each query's neighbours.
     """
-    import click
-
-    from .cli.base import emit
-
-    say = echo or click.echo
+    say = echo
+    show = table or (lambda found: say("\n".join(f"  {r['key']}  {r['distance']}" for r in found)))
     t0 = time.perf_counter()
     batch = ingest.read(data_path())
     if hub.has_space(space_name):
@@ -134,8 +136,25 @@ def run(hub: Hub, echo: Callable[[str], None] | None = None, space_name: str = S
         f" in {len(sections)} partitions (one per docs section);"
         f" built the HNSW index in {t2 - t1:.1f} s."
     )
-    results: list[dict[str, Any]] = []
     section_of = dict(zip(batch.keys, batch.partitions or [], strict=True))
+    results = _searches(space, section_of, say, show)
+    say("")
+    say("Try it yourself:")
+    say(f"  embeddinghub space show {space_name}")
+    if QUERIES:
+        key = QUERIES[0][1]
+        say(f"  embeddinghub nn {space_name} --key {key} --key-partition {section_of[key]} -k 10")
+    return {"space": space_name, "rows": len(batch), "partitions": sections, "queries": results}
+
+
+def _searches(
+    space: Space,
+    section_of: dict[str, str | None],
+    say: Callable[[str], None],
+    show: Callable[[list[dict[str, Any]]], None],
+) -> list[dict[str, Any]]:
+    """Run and print the demo's searches; return their neighbours."""
+    results: list[dict[str, Any]] = []
     for title, key, partition in QUERIES:
         started = time.perf_counter()
         # The key lives in its section's partition; the search may span every partition.
@@ -144,13 +163,7 @@ def run(hub: Hub, echo: Callable[[str], None] | None = None, space_name: str = S
         scope = f"partition {partition!r}" if partition else "all partitions"
         say("")
         say(f"{title}: neighbours of {key!r} in {scope} ({ms:.0f} ms)")
-        rows = [{"key": h.key, "section": h.partition, "distance": round(h.distance, 4)} for h in hits]
-        emit(rows, "table")
-        results.append({"key": key, "partition": partition, "neighbours": rows})
-    say("")
-    say("Try it yourself:")
-    say(f"  embeddinghub space show {space_name}")
-    if QUERIES:
-        key = QUERIES[0][1]
-        say(f"  embeddinghub nn {space_name} --key {key} --key-partition {section_of[key]} -k 10")
-    return {"space": space_name, "rows": len(batch), "partitions": sections, "queries": results}
+        found = [{"key": h.key, "section": h.partition, "distance": round(h.distance, 4)} for h in hits]
+        show(found)
+        results.append({"key": key, "partition": partition, "neighbours": found})
+    return results

@@ -10,6 +10,7 @@ __all__ = [
     "InvalidArgument",
     "InvalidEmbedding",
     "KeyNotFound",
+    "OperationInterrupted",
     "PartitionNotFound",
     "PermissionDenied",
     "SpaceBusy",
@@ -98,3 +99,25 @@ class AdminRequired(PermissionDenied):
 class SpaceBusy(EmbeddingHubError):
     """An owner-side operation (snapshot, rollback, prune, freeze, partition change) waited
     longer than its lock timeout for the space's writers; nothing was changed."""
+
+
+class OperationInterrupted(ConnectionFailed):
+    """The connection was lost (e.g. a failover) while a call that is not safe to repeat ran.
+
+    `may_have_committed` tells the two cases apart: lost before the COMMIT was sent, the
+    call did not take effect and may be run again; lost during the COMMIT, it may or may not
+    have taken effect, so check (`check` says how) before running it again.
+    """
+
+    def __init__(
+        self, operation: str, *, may_have_committed: bool, check: str | None = None, cause: str = ""
+    ) -> None:
+        if may_have_committed:
+            outcome = "the connection was lost during its COMMIT, so it may or may not have committed"
+            advice = f"check before running it again: {check}" if check else "check before running it again"
+        else:
+            outcome = "the connection was lost before it committed, so it did not take effect"
+            advice = "it is safe to run it again"
+        detail = f" ({cause})" if cause else ""
+        super().__init__(f"{operation} was interrupted{detail}: {outcome}; {advice}")
+        self.operation, self.may_have_committed, self.check = operation, may_have_committed, check

@@ -23,16 +23,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from psycopg import sql
 
-from . import errors, storage
+from . import catalog, errors, rows
+from .catalog import SpaceHandle, SupportsHandle, handle_of
 from .db import translate
-
-if TYPE_CHECKING:
-    from .space import Space
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -665,7 +663,7 @@ def write(
 
 # -- loading into a space -----------------------------------------------------------------------
 def load(
-    space: Space,
+    space: SpaceHandle | SupportsHandle,
     path: str | Path,
     *,
     batch_size: int = DEFAULT_BATCH,
@@ -684,80 +682,82 @@ def load(
     the last row wins. Rows go in with binary COPY; into an empty space, the HNSW index
     is built once after the last batch (about 4x faster than growing it row by row).
     """
-    from .space import BULK_REBUILD_ROWS
-
-    done = 0
-    known: set[str] | None = None
-    defer = count_rows(path) > max(batch_size, BULK_REBUILD_ROWS - 1) and _is_empty(space)
-    scope = space.conn.transaction() if atomic else nullcontext()
+    h = handle_of(space)
+    writer = _Writer(h, partition, create_partitions, progress)
+    total = count_rows(path)
+    scope = h.conn.transaction() if atomic else nullcontext()
     try:
         with scope:
-            if defer:
-                try:
-                    with translate(space.name), space.conn.transaction(), space.conn.cursor() as cur:
-                        storage.drop_index(cur, space.tables)
-                except errors.PermissionDenied:  # a writer who does not own the table
-                    defer = False
+            # One batch alone rebuilds the index itself (rows.multiset); several defer it.
+            writer.deferred = total > batch_size and total >= rows.BULK_REBUILD_ROWS and _drop_index(h)
             try:
                 for raw in iter_batches(path, batch_size, keys_file=keys_file):
-                    if partition:  # every row goes to one partition: keys collide there
-                        raw = replace(raw, partitions=None)
-                    batch = raw.deduplicated()
-                    parts = partition or batch.partitions
-                    if create_partitions and parts:
-                        if known is None:
-                            known = {p["name"] for p in space.list_partitions()}
-                        wanted = {parts} if isinstance(parts, str) else {p for p in parts if p}
-                        for name in sorted(wanted - known):
-                            space.create_partition(name)
-                            known.add(name)
-                    # While the index is dropped, keep the first write under the size at which
-                    # multiset rebuilds an index into an empty space by itself.
-                    cut = BULK_REBUILD_ROWS - 1 if defer and done == 0 else len(batch)
-                    for start, stop in ((0, cut), (cut, len(batch))):
-                        if stop > start:
-                            _write(space, batch.slice(start, stop), partition, done + start, progress)
-                    done += len(raw)
-                    if progress is not None:
-                        progress(done)
+                    writer.write(raw)
             except BaseException:
                 # The earlier batches of a per-batch load stay, so they get their index back;
                 # a failed atomic load rolls back, the dropped index included.
-                if defer and not atomic:
+                if writer.deferred and not atomic:
                     with suppress(errors.EmbeddingHubError):
-                        space.create_index(space.m, space.ef_construction)
+                        catalog.create_index(h, h.m, h.ef_construction)
                 raise
-            if defer:
-                space.create_index(space.m, space.ef_construction)
-            with translate(space.name):
-                space.conn.execute(sql.SQL("ANALYZE {}").format(space.tables.live))
+            if writer.deferred:
+                catalog.create_index(h, h.m, h.ef_construction)
+            with translate(h.name):
+                h.conn.execute(sql.SQL("ANALYZE {}").format(h.tables.live))
     except errors.EmbeddingHubError as exc:
-        if done and not atomic:
-            exc.args = (f"{exc} ({done} rows from earlier batches stay loaded)", *exc.args[1:])
+        if writer.done and not atomic:
+            exc.args = (f"{exc} ({writer.done} rows from earlier batches stay loaded)", *exc.args[1:])
         raise
-    return done
+    return writer.done
 
 
-def _is_empty(space: Space) -> bool:
-    with translate(space.name), space.conn.cursor() as cur:
-        return space._is_empty(cur)  # also False for a role that may not rebuild the index
+def _drop_index(h: SpaceHandle) -> bool:
+    """Drop the indexes before a load into an empty space this role owns; False if it may not."""
+    with translate(h.name), h.conn.transaction(), h.conn.cursor() as cur:
+        if not catalog.may_rebuild_index(h, cur):
+            return False
+        catalog.drop_index(h, cur)
+    return True
 
 
-def _write(
-    space: Space,
-    batch: Batch,
-    partition: str | None,
-    base: int,
-    progress: Callable[[int], None] | None,
-) -> None:
-    def report(rows: int) -> None:
-        if progress is not None:
-            progress(base + rows)
+class _Writer:
+    """Writes a file's batches to a space, creating partitions on the way when asked."""
 
-    space.multiset(
-        batch.keys,
-        batch.vectors,
-        metadata=batch.metadata,
-        partition=partition or batch.partitions,  # type: ignore[arg-type]
-        progress=report,
-    )
+    def __init__(
+        self,
+        h: SpaceHandle,
+        partition: str | None,
+        create_partitions: bool,
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        self.h, self.partition, self.create_partitions = h, partition, create_partitions
+        self.progress = progress
+        self.deferred = False  # the index was dropped and is rebuilt after the last batch
+        self.done = 0
+        self.known: set[str] | None = None
+
+    def write(self, raw: Batch) -> None:
+        if self.partition:  # every row goes to one partition: keys collide there
+            raw = replace(raw, partitions=None)
+        batch = raw.deduplicated()
+        parts = self.partition or batch.partitions
+        if self.create_partitions and parts:
+            self._create_partitions({parts} if isinstance(parts, str) else {p for p in parts if p})
+        checked = rows.make_batch(self.h, batch.keys, batch.vectors, batch.metadata, parts)
+        base = self.done
+
+        def report(n: int) -> None:
+            if self.progress is not None:
+                self.progress(base + n)
+
+        rows.multiset(self.h, checked, progress=report, rebuild_index=not self.deferred)
+        self.done += len(raw)
+        if self.progress is not None:
+            self.progress(self.done)
+
+    def _create_partitions(self, wanted: set[str]) -> None:
+        if self.known is None:
+            self.known = {p["name"] for p in catalog.list_partitions(self.h)}
+        for name in sorted(wanted - self.known):
+            catalog.create_partition(self.h, name)
+            self.known.add(name)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from alembic import command
+from alembic import command, op
 from alembic.config import Config as AlembicConfig
 from alembic.script import ScriptDirectory
 from psycopg import sql
@@ -76,8 +76,6 @@ def _vector_schema(cur: psycopg.Cursor[Any]) -> str | None:
 def run_sql_file(name: str) -> None:
     """Execute `sql/<name>` inside the running migration, passed to the driver verbatim
     but for `@vector@`, which becomes pgvector's schema (quoted)."""
-    from alembic import op
-
     text = read_sql(name)
     if any(line.strip() and not line.strip().startswith("--") for line in text.splitlines()):
         # Straight to psycopg with no parameters, so '%' in function bodies stays literal.

@@ -21,12 +21,13 @@ named `...Record` so they do not clash with `embeddinghub.Space`.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
 import sqlalchemy
 from pgvector.sqlalchemy import HALFVEC, VECTOR
 from sqlalchemy import (
+    REAL,
     BigInteger,
     Boolean,
     Column,
@@ -40,10 +41,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from .catalog import SpaceHandle, SupportsHandle, handle_of
 from .storage import DATA_SCHEMA
-
-if TYPE_CHECKING:
-    from .space import Space
 
 __all__ = [
     "CATALOG_SCHEMA",
@@ -82,6 +81,7 @@ class SpaceRecord(Base):
     ef_search: Mapped[int] = mapped_column(Integer)
     auto_partition: Mapped[bool] = mapped_column(Boolean)
     description: Mapped[str | None] = mapped_column(Text)
+    target_recall: Mapped[float | None] = mapped_column(REAL)
     owner: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -157,16 +157,11 @@ class GrantRecord(Base):
 
 
 # -- space tables ------------------------------------------------------------------------------
-def _vector_type(space: Space) -> Any:
-    return HALFVEC(space.dims) if space.dtype == "float16" else VECTOR(space.dims)
+def _vector_type(h: SpaceHandle) -> Any:
+    return HALFVEC(h.dims) if h.dtype == "float16" else VECTOR(h.dims)
 
 
-def _table_name(space: Space, suffix: str = "") -> str:
-    # The same names as storage.SpaceTables: derived from the space id, never its name.
-    return f"s{space.id}{suffix}"
-
-
-def space_table(space: Space, metadata: MetaData | None = None) -> Table:
+def space_table(space: SpaceHandle | SupportsHandle, metadata: MetaData | None = None) -> Table:
     """The live table of `space` (all partitions) as a SQLAlchemy `Table`.
 
     `embedding` is pgvector's `VECTOR(dims)` (or `HALFVEC(dims)` for float16 spaces), so
@@ -174,34 +169,36 @@ def space_table(space: Space, metadata: MetaData | None = None) -> Table:
     space's HNSW index when they match its metric. Pass `metadata` to collect tables in one
     MetaData; by default each call gets its own.
     """
+    h = handle_of(space)
     return Table(
-        _table_name(space),
+        h.tables.live_name,
         metadata if metadata is not None else MetaData(),
         Column("partition", Text, primary_key=True),
         Column("key", Text, primary_key=True),
-        Column("embedding", _vector_type(space), nullable=False),
+        Column("embedding", _vector_type(h), nullable=False),
         Column("metadata", JSONB),
         Column("version", BigInteger, nullable=False),
         Column("updated_at", DateTime(timezone=True), nullable=False),
         schema=DATA_SCHEMA,
-        comment=f"embeddinghub space {space.name!r}",
+        comment=f"embeddinghub space {h.name!r}",
     )
 
 
-def history_table(space: Space, metadata: MetaData | None = None) -> Table:
+def history_table(space: SpaceHandle | SupportsHandle, metadata: MetaData | None = None) -> Table:
     """The history table of `space`: old row images valid for versions [valid_from, valid_to)."""
+    h = handle_of(space)
     return Table(
-        _table_name(space, "_history"),
+        h.tables.history_name,
         metadata if metadata is not None else MetaData(),
         Column("partition", Text, nullable=False),
         Column("key", Text, nullable=False),
-        Column("embedding", _vector_type(space), nullable=False),
+        Column("embedding", _vector_type(h), nullable=False),
         Column("metadata", JSONB),
         Column("valid_from", BigInteger, nullable=False),
         Column("valid_to", BigInteger, nullable=False),
         Column("updated_at", DateTime(timezone=True), nullable=False),
         schema=DATA_SCHEMA,
-        comment=f"embeddinghub space {space.name!r}: history",
+        comment=f"embeddinghub space {h.name!r}: history",
     )
 
 

@@ -21,18 +21,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from psycopg import sql
 
-from . import errors
+from . import catalog, errors, rows, search
+from .catalog import SpaceHandle, SupportsHandle, handle_of
 from .db import translate
 from .search import Neighbor
 from .vectors import check_key
-
-if TYPE_CHECKING:
-    from .space import Space
 
 __all__ = ["NEGATIVE_WEIGHT", "average", "centroid", "recommend"]
 
@@ -41,7 +39,7 @@ _TINY = 1e-12  # below this length a mean has no direction
 
 
 def average(
-    space: Space,
+    space: SpaceHandle | SupportsHandle,
     keys: Sequence[str],
     weights: Sequence[float] | None = None,
     partition: str | None = None,
@@ -52,45 +50,49 @@ def average(
     return the unit-length mean direction (see the module docstring). Computed in float64
     from the stored vectors, returned as float32.
     """
+    h = handle_of(space)
     if isinstance(keys, str) or not isinstance(keys, Sequence):
-        raise errors.InvalidArgument(f"space {space.name!r}: average takes a list of keys")
+        raise errors.InvalidArgument(f"space {h.name!r}: average takes a list of keys")
     if not keys:
-        raise errors.InvalidArgument(f"space {space.name!r}: average of no keys")
-    w = _weights(space.name, weights, len(keys))
-    matrix = space.multiget([check_key(space.name, k) for k in keys], partition=partition)
-    return _mean(space, matrix.astype(np.float64), w, what=f"average of {len(keys)} keys")
+        raise errors.InvalidArgument(f"space {h.name!r}: average of no keys")
+    w = _weights(h.name, weights, len(keys))
+    matrix = rows.multiget(h, rows.live(h), [check_key(h.name, k) for k in keys], partition)
+    return _mean(h, matrix.astype(np.float64), w, what=f"average of {len(keys)} keys")
 
 
-def centroid(space: Space, partition: str | None = None) -> np.ndarray:
+def centroid(space: SpaceHandle | SupportsHandle, partition: str | None = None) -> np.ndarray:
     """The mean of every embedding in the space, or in one partition, computed in SQL.
 
     pgvector's `avg` accumulates in double precision; float16 spaces are averaged as
     `vector` so the result is not rounded to half precision. Cosine spaces average unit
     vectors and return the unit-length result.
     """
-    part = None if partition is None else space._partition(partition)
+    h = handle_of(space)
+    part = None if partition is None else catalog.partition_name(partition)
     vec = sql.SQL("{}::vector").format(sql.Identifier("embedding"))
-    if space.metric == "cosine":
+    if h.metric == "cosine":
         vec = sql.SQL("l2_normalize({})").format(vec)
-    where, params = space._partition_filter(part)
-    with translate(space.name):
+    where: sql.Composable = sql.SQL("")
+    params: tuple[str, ...] = ()
+    with translate(h.name):
         if part is not None:
-            with space.conn.cursor() as cur:
-                space._ensure_partitions(cur, [part], create=False)
-        row = space.conn.execute(
-            sql.SQL("SELECT avg({}) FROM {}{}").format(vec, space.tables.live, where), params
+            where, params = sql.SQL(" WHERE partition = %s"), (part,)
+            with h.conn.cursor() as cur:
+                catalog.ensure_partitions(h, cur, [part], create=False)
+        row = h.conn.execute(
+            sql.SQL("SELECT avg({}) FROM {}{}").format(vec, h.tables.live, where), params
         ).fetchone()
     if row is None or row[0] is None:
         scope = f" partition {part!r}" if part is not None else ""
-        raise errors.InvalidArgument(f"space {space.name!r}{scope} is empty: it has no centroid")
+        raise errors.InvalidArgument(f"space {h.name!r}{scope} is empty: it has no centroid")
     mean = np.asarray(row[0].to_numpy(), dtype=np.float64)
-    if space.metric == "cosine":
-        mean = _unit(space.name, mean, "centroid")
+    if h.metric == "cosine":
+        mean = _unit(h.name, mean, "centroid")
     return mean.astype(np.float32)
 
 
 def recommend(
-    space: Space,
+    space: SpaceHandle | SupportsHandle,
     num: int,
     positive: Sequence[str],
     negative: Sequence[str] = (),
@@ -102,30 +104,32 @@ def recommend(
     Example keys are read from `partition` (default 'default'); the search covers that
     partition, or every partition when `partition` is None, and never returns an example.
     """
+    h = handle_of(space)
     for name, keys in (("positive", positive), ("negative", negative)):
         if isinstance(keys, str) or not isinstance(keys, Sequence):
             raise errors.InvalidArgument(
-                f"space {space.name!r}: recommend({name}=...) takes a list of keys"
+                f"space {h.name!r}: recommend({name}=...) takes a list of keys"
             )
     if not positive:
         raise errors.InvalidArgument(
-            f"space {space.name!r}: recommend needs at least one positive example"
+            f"space {h.name!r}: recommend needs at least one positive example"
         )
     if isinstance(num, bool) or not isinstance(num, int) or num < 1:
         raise errors.InvalidArgument(
-            f"space {space.name!r}: num must be a positive integer, not {num!r}"
+            f"space {h.name!r}: num must be a positive integer, not {num!r}"
         )
-    key_part = space._partition(partition)
-    query = average(space, positive, partition=key_part).astype(np.float64)
+    key_part = catalog.partition_name(partition)
+    query = average(h, positive, partition=key_part).astype(np.float64)
     if negative:
-        away = average(space, negative, partition=key_part).astype(np.float64)
+        away = average(h, negative, partition=key_part).astype(np.float64)
         query = query + NEGATIVE_WEIGHT * (query - away)
-        if space.metric == "cosine":
-            query = _unit(space.name, query, "recommendation query")
+        if h.metric == "cosine":
+            query = _unit(h.name, query, "recommendation query")
     examples = {(key_part, k) for k in (*positive, *negative)}
     # Ask for enough extra rows that dropping the examples still leaves `num`.
-    hits = space.nearest_neighbors(
-        num + len(examples), vector=query.astype(np.float32), partition=partition, where=where
+    (hits,) = search.search(
+        h, rows.live(h), num + len(examples), vectors=query.astype(np.float32).reshape(1, -1),
+        partition=partition, where=where,
     )
     return [h for h in hits if (h.partition, h.key) not in examples][:num]
 
@@ -151,13 +155,13 @@ def _weights(space: str, weights: Sequence[float] | None, n: int) -> np.ndarray 
     return w
 
 
-def _mean(space: Space, matrix: np.ndarray, w: np.ndarray | None, what: str) -> np.ndarray:
-    if space.metric == "cosine":
+def _mean(h: SpaceHandle, matrix: np.ndarray, w: np.ndarray | None, what: str) -> np.ndarray:
+    if h.metric == "cosine":
         # As pgvector's l2_normalize: a zero vector has no direction and stays zero.
         matrix = matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), _TINY)
     mean = np.average(matrix, axis=0, weights=w)
-    if space.metric == "cosine":
-        mean = _unit(space.name, mean, what)
+    if h.metric == "cosine":
+        mean = _unit(h.name, mean, what)
     return mean.astype(np.float32)
 
 

@@ -1,18 +1,41 @@
-"""Nearest-neighbour queries: result type and SQL composition."""
+"""Nearest neighbours: one pipeline for every search.
+
+check -> prepare -> run -> neighbours -> exact re-run of short answers. Live, partition,
+filtered and versioned searches all go through it; a versioned search only supplies its
+`rows.Source` (the live rows unchanged since the version plus its history rows).
+"""
 
 from __future__ import annotations
 
 import functools
-import weakref
+from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import psycopg
+import numpy as np
 from psycopg import sql
+from psycopg.pq import TransactionStatus
 
+from . import catalog, errors, rows
+from .catalog import SpaceHandle
+from .db import translate
+from .filters import compile_where
+from .session import Session
 from .storage import SpaceTables
+from .vectors import as_matrix, as_vector, check_key
 
-__all__ = ["Neighbor"]
+__all__ = [
+    "Neighbor",
+    "Request",
+    "knn_query",
+    "one_query",
+    "prepare",
+    "recent_queries",
+    "run",
+    "run_knn",
+    "search",
+]
 
 
 @dataclass(frozen=True)
@@ -25,93 +48,244 @@ class Neighbor:
     metadata: dict[str, Any] | None = field(default=None, compare=False)
 
 
+@dataclass(frozen=True)
+class Request:
+    """A checked search: query vectors, the (partition, key) each leaves out of its answer,
+    the WHERE conditions and their parameters; `k` rows are asked of the database."""
+
+    num: int
+    k: int
+    matrix: np.ndarray
+    exclude: list[tuple[str, str] | None]
+    partition: str | None
+    conditions: list[sql.Composable]
+    params: dict[str, Any]
+    ef_search: int
+    iterative: bool
+
+
+# -- check and prepare ------------------------------------------------------------------------
+def prepare(
+    h: SpaceHandle,
+    source: rows.Source,
+    num: int,
+    keys: Sequence[str] | None = None,
+    vectors: Any = None,
+    partition: str | None = None,
+    where: Mapping[str, Any] | None = None,
+    ef_search: int | None = None,
+    key_partition: str | None = None,
+) -> Request:
+    """Check a search's arguments and look its query keys up in `source`."""
+    if (keys is None) == (vectors is None):
+        what = "both" if keys is not None else "neither"
+        raise errors.InvalidArgument(
+            f"space {h.name!r}: pass exactly one of key(s) or vector(s), got {what}"
+        )
+    if isinstance(num, bool) or not isinstance(num, int) or num < 1:
+        raise errors.InvalidArgument(f"space {h.name!r}: num must be a positive integer, not {num!r}")
+    ef = catalog.check_ef_search(h.name, h.ef_search if ef_search is None else ef_search)
+    part = None if partition is None else catalog.partition_name(partition)
+    exclude: list[tuple[str, str] | None]
+    if keys is not None:
+        if isinstance(keys, str):
+            raise errors.InvalidArgument(f"space {h.name!r}: keys must be a list of keys")
+        key_list = [check_key(h.name, k) for k in keys]
+        key_part = catalog.partition_name(part if key_partition is None else key_partition)
+        matrix = rows.multiget(h, source, key_list, key_part)
+        exclude = [(key_part, k) for k in key_list]
+    else:
+        matrix = as_matrix(h.name, h.dims, h.dtype, vectors)
+        exclude = [None] * len(matrix)
+    conditions: list[sql.Composable] = []
+    params: dict[str, Any] = {}
+    k = num + (1 if keys is not None else 0)
+    if part is not None:
+        conditions.append(sql.SQL("partition = %(part)s"))
+        params["part"] = part
+    if where:
+        cond, fparams = compile_where(h.name, where)
+        conditions.append(cond)
+        params.update(fparams)
+    # pgvector's HNSW scan yields at most ef_search rows unless it scans iteratively; a
+    # filter (or a version's own conditions) must not starve it either.
+    ef = min(catalog.EF_SEARCH_MAX, max(ef, k))
+    filtered = bool(where) or any(b.conditions for b in source.branches)
+    return Request(num, k, matrix, exclude, part, conditions, params, ef, filtered or k > ef)
+
+
+# -- run --------------------------------------------------------------------------------------
+def run(h: SpaceHandle, source: rows.Source, req: Request) -> list[list[Neighbor]]:
+    """Answer every query of `req`; a query the index answers short is re-run exactly."""
+    with translate(h.name, version=source.version):
+        found = run_knn(
+            h.session, h.tables, req.conditions, [{**req.params, "q": q} for q in req.matrix],
+            req.ef_search, req.iterative, source=source, k=req.k,
+        )
+    out = [_neighbors(r, skip, req.num) for r, skip in zip(found, req.exclude, strict=True)]
+    short = [i for i, r in enumerate(found) if len(r) < req.k]
+    if short:
+        # The index gave fewer rows than asked: the filter is selective (an iterative scan
+        # stops after hnsw.max_scan_tuples) or the rows are few. Answer those exactly.
+        for i, answer in zip(short, _exact(h, source, req, short), strict=True):
+            out[i] = answer
+    return out
+
+
+def _exact(h: SpaceHandle, source: rows.Source, req: Request, which: list[int]) -> list[list[Neighbor]]:
+    if source.version is None and req.partition is not None and req.partition not in h.known_partitions:
+        with translate(h.name), h.conn.cursor() as cur:  # an unknown partition is an error
+            catalog.ensure_partitions(h, cur, [req.partition], create=False)
+    query = knn_query(h.tables, req.k, source=source, conditions=req.conditions)
+    conn = h.conn
+    with translate(h.name, version=source.version), conn.pipeline(), conn.transaction():
+        conn.execute("SET LOCAL enable_indexscan = off")
+        # Never prepared: a plan made with index scans off would be cached for the text
+        # and reused by the ordinary searches that share it.
+        params = [{**req.params, "q": req.matrix[i]} for i in which]
+        cursors = [conn.execute(query, p, prepare=False) for p in params]
+        pairs = zip(which, cursors, strict=True)
+        return [_neighbors(cur.fetchall(), req.exclude[i], req.num) for i, cur in pairs]
+
+
+def search(
+    h: SpaceHandle,
+    source: rows.Source,
+    num: int,
+    keys: Sequence[str] | None = None,
+    vectors: Any = None,
+    partition: str | None = None,
+    where: Mapping[str, Any] | None = None,
+    ef_search: int | None = None,
+    key_partition: str | None = None,
+) -> list[list[Neighbor]]:
+    """Nearest neighbours of each key or vector among the rows of `source`."""
+    req = prepare(h, source, num, keys, vectors, partition, where, ef_search, key_partition)
+    if vectors is not None and h.session.keep_queries:
+        _remember(h, req.matrix)
+    return run(h, source, req)
+
+
+def _remember(h: SpaceHandle, matrix: np.ndarray) -> None:
+    log = h.session.recent_queries.get(h.id)
+    if log is None or log.maxlen != h.session.keep_queries:
+        log = h.session.recent_queries[h.id] = deque(log or (), maxlen=h.session.keep_queries)
+    log.extend(np.array(matrix, dtype=np.float32, copy=True))
+
+
+def recent_queries(h: SpaceHandle) -> np.ndarray:
+    """The space's last query vectors this hub kept (`connect(keep_queries=N)`), oldest first."""
+    log = h.session.recent_queries.get(h.id)
+    if not log:
+        return np.empty((0, h.dims), dtype=np.float32)
+    return np.stack(list(log))
+
+
+def one_query(h: SpaceHandle, key: str | None, vector: Any) -> tuple[list[str] | None, Any]:
+    """The (keys, vectors) arguments of a search for one key or one vector."""
+    if vector is None:
+        return (None if key is None else [key]), None
+    array = vector if isinstance(vector, np.ndarray) else np.asarray(vector)
+    if array.ndim != 1:  # as_vector's message; the values are checked once, in prepare()
+        as_vector(h.name, h.dims, h.dtype, array)
+    return (None if key is None else [key]), array.reshape(1, -1)
+
+
+def _neighbors(found: list[Any], skip: tuple[str, str] | None, num: int) -> list[Neighbor]:
+    """Rows of `knn_query` as Neighbors in exact distance order, without the query's own key.
+
+    Sorted here because a relaxed iterative scan may return rows slightly out of order.
+    """
+    hits = [Neighbor(k, float(d), p, m) for k, p, d, m in found if skip is None or (p, k) != skip]
+    hits.sort(key=lambda n: n.distance)
+    return hits[:num]
+
+
+# -- SQL --------------------------------------------------------------------------------------
 def knn_query(
     t: SpaceTables,
+    k: int,
     *,
-    source: sql.Composable | None = None,
-    conditions: list[sql.Composable] | None = None,
-    ef_column: bool = False,
+    source: rows.Source | None = None,
+    conditions: Sequence[sql.Composable] | None = None,
 ) -> sql.Composed:
-    """`SELECT key, partition, distance, metadata ... ORDER BY distance LIMIT %(k)s`.
+    """`SELECT key, partition, distance, metadata ... ORDER BY distance LIMIT k`.
 
-    The query vector is the `%(q)s` parameter, cast to the space's vector type so
-    the HNSW index on `embedding` serves the ORDER BY. `ef_column` adds a fifth column,
-    the `hnsw.ef_search` the scan ran with (see `run_knn`).
+    The query vector is the `%(q)s` parameter, cast to the space's vector type so each
+    branch's HNSW index serves its ORDER BY. `k` is a checked int written into the text: a
+    LIMIT parameter would make every prepared execution re-plan (custom plans). A source of
+    several branches (a version) is searched branch by branch and merged.
     """
-    if source is None and not conditions:
-        return _plain_knn_query(t, ef_column)
-    return _knn_query(t, source, conditions, ef_column)
+    branches = (rows.Branch(t.live),) if source is None else source.branches
+    if not conditions and branches == (rows.Branch(t.live),):
+        return _plain_knn_query(t, k)  # the hot path: a whole-space search
+    limit = sql.Literal(int(k))
+    if len(branches) == 1:
+        b = branches[0]
+        return _branch_query(t, b.table, [*b.conditions, *(conditions or ())], limit)
+    parts = [_branch_query(t, b.table, [*b.conditions, *(conditions or ())], limit) for b in branches]
+    return sql.SQL(
+        "SELECT key, partition, distance, metadata FROM ({union}) AS u ORDER BY distance LIMIT {k}"
+    ).format(union=sql.SQL(" UNION ALL ").join(sql.SQL("({})").format(p) for p in parts), k=limit)
 
 
-def _knn_query(
-    t: SpaceTables,
-    source: sql.Composable | None,
-    conditions: list[sql.Composable] | None,
-    ef_column: bool,
+def _branch_query(
+    t: SpaceTables, table: sql.Composable, conditions: Sequence[sql.Composable], limit: sql.Literal
 ) -> sql.Composed:
     where: sql.Composable = sql.SQL("")
     if conditions:
         where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions)
     distance = sql.SQL("embedding {op} %(q)s::{vt}").format(op=t.operator, vt=t.vector_type)
     return sql.SQL(
-        "SELECT key, partition, {distance} AS distance, metadata{extra} FROM {source}{where}"
-        " ORDER BY {distance} LIMIT %(k)s"
-    ).format(
-        distance=distance,
-        extra=sql.SQL(", current_setting('hnsw.ef_search', true)" if ef_column else ""),
-        source=source or t.live,
-        where=where,
-    )
+        "SELECT key, partition, {distance} AS distance, metadata FROM {table}{where}"
+        " ORDER BY {distance} LIMIT {k}"
+    ).format(distance=distance, table=table, where=where, k=limit)
 
 
-@functools.lru_cache(maxsize=512)
-def _plain_knn_query(t: SpaceTables, ef_column: bool) -> sql.Composed:
-    # Built once per space: composing costs about as much as a fast search's own client time.
-    # Rendered to a plain SQL string (names are ASCII), so executing it re-composes nothing.
-    text = _knn_query(t, None, None, ef_column).as_string(None)
+@functools.lru_cache(maxsize=1024)
+def _plain_knn_query(t: SpaceTables, k: int) -> sql.Composed:
+    # Built once per space and k: composing costs about as much as a fast search's own
+    # client time. Rendered to a plain SQL string (names are ASCII), so executing it
+    # re-composes nothing.
+    text = _branch_query(t, t.live, [], sql.Literal(int(k))).as_string(None)
     return sql.Composed([sql.SQL(text)])
 
 
-# Per connection: the hnsw.ef_search its session was last seen running with (run_knn).
-_SESSION_EF_SEARCH: weakref.WeakKeyDictionary[psycopg.Connection[Any], str] = (
-    weakref.WeakKeyDictionary()
-)
-
-
 def run_knn(
-    conn: psycopg.Connection[Any],
+    session: Session,
     t: SpaceTables,
-    conditions: list[sql.Composable],
+    conditions: Sequence[sql.Composable],
     param_sets: list[dict[str, Any]],
     ef_search: int,
     iterative: bool = False,
+    *,
+    k: int,
+    source: rows.Source | None = None,
 ) -> list[list[tuple[Any, ...]]]:
-    """Rows of `knn_query(t, conditions=...)` per parameter set, with `hnsw.ef_search = ef_search`.
+    """Rows of `knn_query` per parameter set, with `hnsw.ef_search = ef_search`.
 
-    One round trip, no BEGIN/COMMIT: in a pipeline the statements up to its Sync run as one
-    implicit transaction, so `set_config(..., true)` there holds for these searches only,
-    like SET LOCAL, and never leaks into the session. When the session already runs with
-    the wanted value (pgvector's default 40 is also a space's default), even that statement
-    is skipped: every row carries the setting its scan really used, so a session changed
-    behind our back is noticed and the searches are redone with the value set.
+    One round trip. The session's own hnsw.ef_search is known to the Session (read at
+    connect, re-read after SQL the hub ran for its user): when it is the wanted value and
+    no transaction is open, the query runs alone. Otherwise a pipeline sets the value with
+    `set_config(..., true)` first: the statements up to the pipeline's Sync run as one
+    implicit transaction, so the setting holds for these searches only, like SET LOCAL,
+    and never leaks into the session.
     """
+    conn = session.conn
     want = str(ef_search)
-    query = knn_query(t, conditions=conditions, ef_column=True)
-    fast = not iterative and _SESSION_EF_SEARCH.get(conn, want) == want
-    if fast and len(param_sets) == 1:
-        results = [conn.execute(query, param_sets[0]).fetchall()]
-    else:
-        with conn.pipeline():
-            if not fast:
-                conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (want,))
-                if iterative:
-                    conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
-            cursors = [conn.execute(query, params) for params in param_sets]
-        results = [cur.fetchall() for cur in cursors]
-    if fast:
-        seen = {rows[0][-1] for rows in results if rows}
-        if seen - {want}:
-            _SESSION_EF_SEARCH[conn] = (seen - {want}).pop()  # set it per call from now on
-            return run_knn(conn, t, conditions, param_sets, ef_search, iterative)
-        _SESSION_EF_SEARCH[conn] = want
-    return [[row[:-1] for row in rows] for rows in results]
+    query = knn_query(t, k, source=source, conditions=conditions)
+    idle = conn.info.transaction_status == TransactionStatus.IDLE
+    if not iterative and idle and session.ef_search == want and len(param_sets) == 1:
+        return [conn.execute(query, param_sets[0]).fetchall()]
+    with conn.pipeline():
+        probe = None
+        if idle and session.ef_search is None:  # learn the session's value on the way
+            probe = conn.execute("SELECT current_setting('hnsw.ef_search', true)")
+        if iterative or not idle or session.ef_search != want:
+            conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (want,))
+            if iterative:
+                conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
+        cursors = [conn.execute(query, params) for params in param_sets]
+    if probe is not None:
+        session.learn_ef_search(probe.fetchone())
+    return [cur.fetchall() for cur in cursors]

@@ -9,6 +9,7 @@ Per space, in schema `embeddinghub_data`:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from psycopg import Cursor, sql
 
@@ -37,12 +38,21 @@ class SpaceTables:
     dtype: str
 
     @property
+    def live_name(self) -> str:
+        """The live table's name inside DATA_SCHEMA (the one place the naming is spelt)."""
+        return f"s{self.space_id}"
+
+    @property
+    def history_name(self) -> str:
+        return f"s{self.space_id}_history"
+
+    @property
     def live(self) -> sql.Identifier:
-        return sql.Identifier(DATA_SCHEMA, f"s{self.space_id}")
+        return sql.Identifier(DATA_SCHEMA, self.live_name)
 
     @property
     def history(self) -> sql.Identifier:
-        return sql.Identifier(DATA_SCHEMA, f"s{self.space_id}_history")
+        return sql.Identifier(DATA_SCHEMA, self.history_name)
 
     def partition(self, partition_id: int) -> sql.Identifier:
         return sql.Identifier(DATA_SCHEMA, f"s{self.space_id}_p{partition_id}")
@@ -80,7 +90,7 @@ class SpaceTables:
         return sql.SQL(OPCLASS[(self.dtype, self.metric)])
 
 
-def create_space_tables(cur: Cursor, t: SpaceTables) -> None:
+def create_space_tables(cur: Cursor[Any], t: SpaceTables) -> None:
     cur.execute(
         sql.SQL(
             """
@@ -131,7 +141,7 @@ def create_space_tables(cur: Cursor, t: SpaceTables) -> None:
         )
 
 
-def create_write_lock_trigger(cur: Cursor, t: SpaceTables, table: sql.Identifier) -> None:
+def create_write_lock_trigger(cur: Cursor[Any], t: SpaceTables, table: sql.Identifier) -> None:
     """Writers take the space lock before locking rows (see sql/triggers.sql)."""
     cur.execute(
         sql.SQL(
@@ -141,7 +151,7 @@ def create_write_lock_trigger(cur: Cursor, t: SpaceTables, table: sql.Identifier
     )
 
 
-def create_partition_table(cur: Cursor, t: SpaceTables, partition_id: int, name: str) -> None:
+def create_partition_table(cur: Cursor[Any], t: SpaceTables, partition_id: int, name: str) -> None:
     """A list partition for `name`; it inherits the parent's HNSW index and row trigger."""
     table = t.partition(partition_id)
     cur.execute(
@@ -158,7 +168,7 @@ def create_partition_table(cur: Cursor, t: SpaceTables, partition_id: int, name:
     )
 
 
-def create_index(cur: Cursor, t: SpaceTables, m: int, ef_construction: int) -> None:
+def create_index(cur: Cursor[Any], t: SpaceTables, m: int, ef_construction: int) -> None:
     """One HNSW index on the parent: Postgres builds one per partition (the sub-indices).
 
     Also (re)creates the metadata GIN index, which `drop_index` drops alongside.
@@ -178,7 +188,7 @@ def create_index(cur: Cursor, t: SpaceTables, m: int, ef_construction: int) -> N
     create_metadata_index(cur, t)
 
 
-def create_metadata_index(cur: Cursor, t: SpaceTables) -> None:
+def create_metadata_index(cur: Cursor[Any], t: SpaceTables) -> None:
     """GIN on `metadata` (one per partition). Metadata filters compile equality and `$in`
     to `metadata @> ...`, so the planner answers a selective filter exactly from a bitmap
     scan instead of filtering an HNSW scan. Built after a bulk load it costs little."""
@@ -189,12 +199,12 @@ def create_metadata_index(cur: Cursor, t: SpaceTables) -> None:
     )
 
 
-def drop_index(cur: Cursor, t: SpaceTables) -> None:
+def drop_index(cur: Cursor[Any], t: SpaceTables) -> None:
     """Drop the HNSW index, and the metadata index with it: `create_index` rebuilds both
     (a bulk load drops them first; building them afterwards is much faster)."""
     cur.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(t.qualified_index))
     cur.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(t.qualified_metadata_index))
 
 
-def drop_space_tables(cur: Cursor, t: SpaceTables) -> None:
+def drop_space_tables(cur: Cursor[Any], t: SpaceTables) -> None:
     cur.execute(sql.SQL("DROP TABLE IF EXISTS {}, {} CASCADE").format(t.live, t.history))

@@ -75,7 +75,8 @@ def as_vector(space: str, dims: int, dtype: str, data: Any) -> np.ndarray:
         raise errors.DimensionMismatch(
             f"space {space!r} has {dims} dims; expected one vector, got shape {tuple(array.shape)}"
         )
-    return as_matrix(space, dims, dtype, array)[0]
+    row: np.ndarray = as_matrix(space, dims, dtype, array)[0]
+    return row
 
 
 def check_finite(space: str, matrix: np.ndarray) -> None:

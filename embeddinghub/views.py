@@ -3,26 +3,22 @@
 Every space has a view `embeddinghub_views."<space name>"` (key, partition, metadata,
 version, updated_at, embedding as real[]) for tools that know SQL but not pgvector, and
 `embeddinghub.spaces_overview` summarises all spaces. Both are `security_invoker` views, so
-row-level security applies to whoever reads them (see sql/views.sql). The hooks below create
-the view with its space and drop it with its space; a rename is followed by a trigger on
+row-level security applies to whoever reads them (see sql/views.sql). The hooks below (run by the
+Hub) create the view with its space and drop it with its space; a rename is followed by a trigger on
 the catalog, so raw SQL renames are covered too.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from . import hub
-from .db import translate
+from .db import SupportsConnection, translate
 from .storage import SpaceTables
 
-if TYPE_CHECKING:
-    from .hub import Hub
-
-__all__ = ["VIEWS_SCHEMA", "overview", "view_name"]
+__all__ = ["VIEWS_SCHEMA", "create_view", "drop_view", "overview", "view_name"]
 
 VIEWS_SCHEMA = "embeddinghub_views"
 
@@ -32,26 +28,16 @@ def view_name(space: str) -> sql.Identifier:
     return sql.Identifier(VIEWS_SCHEMA, space)
 
 
-def overview(hub: Hub) -> list[dict[str, Any]]:
+def overview(owner: SupportsConnection) -> list[dict[str, Any]]:
     """`embeddinghub.spaces_overview` as dicts: the spaces the current role can see."""
-    with translate(), hub.conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+    with translate(), owner.conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
         cur.execute("SELECT * FROM embeddinghub.spaces_overview ORDER BY name")
         return cur.fetchall()
 
 
-def _create_view(cur: psycopg.Cursor[Any], tables: SpaceTables, name: str) -> None:
+def create_view(cur: psycopg.Cursor[Any], tables: SpaceTables, name: str) -> None:
     cur.execute("SELECT embeddinghub.create_space_view(%s)", (tables.space_id,))
 
 
-def _drop_view(cur: psycopg.Cursor[Any], tables: SpaceTables, name: str) -> None:
+def drop_view(cur: psycopg.Cursor[Any], tables: SpaceTables, name: str) -> None:
     cur.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(view_name(name)))
-
-
-def _register() -> None:
-    if _create_view not in hub.SPACE_CREATED_HOOKS:
-        hub.SPACE_CREATED_HOOKS.append(_create_view)
-    if _drop_view not in hub.SPACE_DROPPED_HOOKS:
-        hub.SPACE_DROPPED_HOOKS.append(_drop_view)
-
-
-_register()

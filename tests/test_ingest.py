@@ -16,7 +16,7 @@ import pytest
 import embeddinghub as eh
 from embeddinghub import ingest
 from embeddinghub.ingest import FileFormatError
-from embeddinghub.space import BULK_REBUILD_ROWS
+from embeddinghub.rows import BULK_REBUILD_ROWS
 
 N, DIMS = 7, 4
 KEYS = [f"k{i}" for i in range(N)]

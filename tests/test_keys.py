@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import embeddinghub as eh
-from embeddinghub.space import ITERATOR_PAGE
+from embeddinghub.rows import ITERATOR_PAGE
 
 HOSTILE_KEYS = [
     "x'; DROP TABLE embeddinghub.spaces; --",

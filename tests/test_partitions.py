@@ -163,8 +163,8 @@ def explain(hub: eh.Hub, space: eh.Space, part: str | None, force: bool = True) 
     rightly prefers reading the table and sorting (exact, and cheap there), so `force`
     switches those plans off: what is left is the ordered HNSW scan."""
     conditions: list[sql.Composable] = [] if part is None else [sql.SQL("partition = %(part)s")]
-    query = knn_query(space.tables, conditions=conditions)
-    params: dict[str, Any] = {"q": np.ones(space.dims, dtype=np.float32), "k": 5}
+    query = knn_query(space.tables, 5, conditions=conditions)
+    params: dict[str, Any] = {"q": np.ones(space.dims, dtype=np.float32)}
     if part is not None:
         params["part"] = part
     with hub.conn.transaction():

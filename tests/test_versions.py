@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -15,7 +16,6 @@ from click.testing import CliRunner
 from psycopg import sql
 
 import embeddinghub as eh
-from embeddinghub import hub as hub_module
 from embeddinghub.cli import main
 from embeddinghub.versions import AsOf, Diff, Version
 
@@ -301,6 +301,12 @@ def test_rollback_records_unsnapshotted_work_first(filled: eh.Space) -> None:
     assert r2.number == 4 and [v.number for v in filled.versions()] == [1, 2, 3, 4]
 
 
+def with_hook(space: eh.Space, hook: Any) -> None:
+    """Run `hook` too whenever this space handle creates a partition."""
+    hooks = space.handle.hooks
+    space.handle.hooks = dataclasses.replace(hooks, partition_created=(*hooks.partition_created, hook))
+
+
 def test_rollback_recreates_dropped_partitions_with_hooks(filled: eh.Space) -> None:
     seen: list[str] = []
 
@@ -312,11 +318,8 @@ def test_rollback_recreates_dropped_partitions_with_hooks(filled: eh.Space) -> N
     filled.snapshot()
     filled.drop_partition("p")
     filled.snapshot()
-    hub_module.PARTITION_CREATED_HOOKS.append(hook)
-    try:
-        filled.rollback(1)
-    finally:
-        hub_module.PARTITION_CREATED_HOOKS.remove(hook)
+    with_hook(filled, hook)
+    filled.rollback(1)
     assert seen == ["p"]
     assert [p["name"] for p in filled.list_partitions()] == ["default", "p"]
     assert filled.get("y", partition="p").tolist() == [2, 2, 2]
@@ -341,12 +344,11 @@ def test_failed_rollback_changes_nothing(filled: eh.Space) -> None:
     history = filled.hub.execute(
         sql.SQL("SELECT count(*) FROM {}").format(filled.tables.history)
     )
-    hub_module.PARTITION_CREATED_HOOKS.append(explode)
-    try:
-        with pytest.raises(RuntimeError, match="hook failed"):
-            filled.rollback(1)  # ...then fails re-creating the partition
-    finally:
-        hub_module.PARTITION_CREATED_HOOKS.remove(explode)
+    hooks = filled.handle.hooks
+    with_hook(filled, explode)
+    with pytest.raises(RuntimeError, match="hook failed"):
+        filled.rollback(1)  # ...then fails re-creating the partition
+    filled.handle.hooks = hooks
     assert rows_of(filled) == state
     assert filled.hub.execute(
         "SELECT head_version, (SELECT count(*) FROM embeddinghub.versions WHERE space_id = s.id),"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 # Importing a module registers its commands on `main`.
 from . import acl as _acl  # noqa: F401
+from . import cluster as _cluster  # noqa: F401
 from . import data as _data  # noqa: F401
 from . import partitions as _partitions  # noqa: F401
 from . import server as _server  # noqa: F401

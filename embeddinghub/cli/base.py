@@ -55,6 +55,23 @@ def main(ctx: click.Context, dsn: str | None) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
+def parse_json(option: str, text: str, kind: type) -> Any:
+    """The JSON value of a command-line option, or one clear error naming the option."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise eh.InvalidArgument(f"{option} is not valid JSON ({exc}): {text!r:.80}") from None
+    if not isinstance(value, kind):
+        want = "a JSON list of numbers" if kind is list else "a JSON object"
+        raise eh.InvalidArgument(f"{option} must be {want}, not {text!r:.80}")
+    return value
+
+
+def parse_version(text: str) -> int | str:
+    """A CLI version argument: `3` is version 3, anything else a tag."""
+    return int(text) if text.isdigit() else text
+
+
 def hub_from(ctx: click.Context) -> eh.Hub:
     state = ctx.find_object(State)
     assert state is not None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -10,24 +9,23 @@ from typing import Any
 import click
 import numpy as np
 
-from .. import errors, ingest
-from ..hub import DTYPES, METRICS
-from .base import emit, emit_neighbors, handle_errors, hub_from, main, output_options, progress
-from .versions import parse_version
+from .. import demo, errors, ingest
+from ..catalog import DTYPES, METRICS
+from ..hub import Hub
+from ..space import Space
+from .base import (
+    emit,
+    emit_neighbors,
+    handle_errors,
+    hub_from,
+    main,
+    output_options,
+    parse_json,
+    parse_version,
+    progress,
+)
 
 __all__ = ["demo_", "export", "get", "load", "nn", "parse_json"]
-
-
-def parse_json(option: str, text: str, kind: type) -> Any:
-    """The JSON value of a command-line option, or one clear error naming the option."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise errors.InvalidArgument(f"{option} is not valid JSON ({exc}): {text!r:.80}") from None
-    if not isinstance(value, kind):
-        want = "a JSON list of numbers" if kind is list else "a JSON object"
-        raise errors.InvalidArgument(f"{option} must be {want}, not {text!r:.80}")
-    return value
 
 
 @main.command()
@@ -54,18 +52,9 @@ def parse_json(option: str, text: str, kind: type) -> Any:
 @click.pass_context
 @handle_errors
 def load(
-    ctx: click.Context,
-    file: str,
-    space_name: str,
-    create: bool,
-    metric: str | None,
-    dtype: str | None,
-    partition: str | None,
-    create_partitions: bool,
-    keys_file: str | None,
-    batch_size: int,
-    atomic: bool,
-    silent: bool,
+    ctx: click.Context, file: str, space_name: str, create: bool, metric: str | None,
+    dtype: str | None, partition: str | None, create_partitions: bool, keys_file: str | None,
+    batch_size: int, atomic: bool, silent: bool,
 ) -> None:
     """Load a file of embeddings into a space.
 
@@ -94,29 +83,32 @@ def load(
         raise errors.InvalidArgument("--metric and --dtype apply only with --create")
     created = create and not hub.has_space(space_name)
     if created:
-        first = next(ingest.iter_batches(file, 1, keys_file=keys_file), None)
-        if first is None:
-            raise errors.InvalidArgument(f"{file} has no rows, so --create cannot tell the dims")
-        hub.create_space(space_name, first.dims, metric or "l2", dtype or "float32")
+        _create_for(hub, space_name, file, keys_file, metric, dtype)
     sp = hub.get_space(space_name)
-    total = ingest.count_rows(file)
-    started = time.perf_counter()
+    options = dict(batch_size=batch_size, partition=partition, keys_file=keys_file,
+                   create_partitions=create_partitions, atomic=atomic)
     try:
-        with progress(total, f"loading {file}", silent) as update:
-            done = ingest.load(
-                sp,
-                file,
-                batch_size=batch_size,
-                partition=partition,
-                keys_file=keys_file,
-                create_partitions=create_partitions,
-                atomic=atomic,
-                progress=update,
-            )
+        _load_with_progress(sp, file, silent, options)
     except BaseException:
         if created and len(sp) == 0:  # leave nothing behind but what the user asked for
             hub.delete_space(space_name)
         raise
+
+
+def _create_for(
+    hub: Hub, name: str, file: str, keys_file: str | None, metric: str | None, dtype: str | None
+) -> None:
+    """Create the space `load --create` loads into, with the dims of the file's first row."""
+    first = next(ingest.iter_batches(file, 1, keys_file=keys_file), None)
+    if first is None:
+        raise errors.InvalidArgument(f"{file} has no rows, so --create cannot tell the dims")
+    hub.create_space(name, first.dims, metric or "l2", dtype or "float32")
+
+
+def _load_with_progress(sp: Space, file: str, silent: bool, options: dict[str, Any]) -> None:
+    started = time.perf_counter()
+    with progress(ingest.count_rows(file), f"loading {file}", silent) as update:
+        done = ingest.load(sp, file, progress=update, **options)
     seconds = time.perf_counter() - started
     click.echo(
         f"loaded {done} rows into space {sp.name!r} in {seconds:.1f} s"
@@ -230,7 +222,7 @@ def export(ctx: click.Context, space_name: str, file: str, partition: str | None
 
     def rows() -> Iterator[tuple[str, np.ndarray, Any, str]]:
         for part in parts:
-            for key, vec, meta in sp.iterator(partition=part, with_metadata=True):  # type: ignore[misc]
+            for key, vec, meta in sp.iterator(partition=part, with_metadata=True):
                 yield key, vec, meta, part
 
     with progress(sp.count(partition), f"exporting {sp.name}", silent) as update:
@@ -252,6 +244,4 @@ def demo_(ctx: click.Context) -> None:
 
     Example: embeddinghub demo
     """
-    from .. import demo
-
-    demo.run(hub_from(ctx))
+    demo.run(hub_from(ctx), click.echo, lambda found: emit(found, "table"))

@@ -5,8 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import errors
-from .base import emit, emit_neighbors, handle_errors, hub_from, main, output_options
-from .data import parse_json
+from .base import emit, emit_neighbors, handle_errors, hub_from, main, output_options, parse_json
 
 __all__ = ["avg", "partition", "recommend"]
 

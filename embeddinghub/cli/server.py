@@ -7,8 +7,7 @@ from typing import Any
 import click
 
 from .. import migrate
-from ..db import _redact
-from ..server import EmbeddedServer
+from ..server import EmbeddedServer, redact_dsn
 from .base import F, emit, handle_errors, hub_from, main, output_options
 
 __all__ = ["init", "server"]
@@ -29,7 +28,7 @@ def init(ctx: click.Context, fmt: str | None) -> None:
     hub = hub_from(ctx)
     emit(
         {
-            "dsn": _redact(hub.dsn),
+            "dsn": redact_dsn(hub.dsn),
             "schema_revision": migrate.current_revision(hub.conn),
             "head_revision": migrate.head_revision(),
         },
@@ -89,12 +88,15 @@ def stop(home: str | None) -> None:
 @output_options
 @handle_errors
 def status(home: str | None, fmt: str | None) -> None:
-    """Whether the embedded server runs, its process id and URL.
+    """Whether the embedded server runs, its home, process id and URL (DSN, redacted).
+
+    The URL carries no password: it names the home's passfile (mode 0600).
 
     Example: embeddinghub server status --json
     """
     st = EmbeddedServer(home).status()
-    record: dict[str, Any] = {"home": st.home, "running": st.running, "pid": st.pid, "url": st.url}
+    url = redact_dsn(st.url) if st.url else None
+    record: dict[str, Any] = {"home": st.home, "running": st.running, "pid": st.pid, "url": url}
     emit(record, fmt)
 
 

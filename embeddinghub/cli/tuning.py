@@ -22,7 +22,7 @@ __all__ = ["bench"]
               help="How many queries to run.")
 @click.option("--queries", "queries_file", type=click.Path(exists=True, dir_okay=False),
               default=None, help="A .npy matrix of your own query vectors (the faithful figure); "
-              "default: a sample of the stored vectors.")
+              "default: the hub's recent queries if kept, else a sample of the stored vectors.")
 @click.option("--ef", "ef_values", default=None,
               help="Comma-separated ef_search values to try [default: 10,20,...,1000].")
 @click.option("--tune", "target", type=click.FloatRange(0, 1, min_open=True), default=None,
@@ -71,15 +71,15 @@ def bench(
         payload: dict[str, object] = {"space": space.name, "k": k, "points": rows}
         if target is not None:
             payload.update(ef_search=result.ef_search, recall=round(result.recall, 4),
-                           reached=result.reached)
+                           reached=result.reached, measured_with=result.method)
         emit(payload, fmt)
         return
     emit(rows, fmt)
     if target is not None:
         verdict = "reaches" if result.reached else "does NOT reach (best tried; rebuild the index " \
             "with larger m/ef_construction to go further)"
-        click.echo(f"ef_search = {result.ef_search} {verdict} recall@{k} {target}; "
-                   f"set as the default of space {space.name!r}")
+        click.echo(f"ef_search = {result.ef_search} {verdict} recall@{k} {target}"
+                   f" (measured with {result.method}); set as the default of space {space.name!r}")
 
 
 def _parse_ef(text: str) -> tuple[int, ...]:
@@ -95,4 +95,5 @@ def _parse_ef(text: str) -> tuple[int, ...]:
 def _load_queries(path: str) -> np.ndarray:
     if Path(path).suffix != ".npy":
         raise errors.InvalidArgument(f"--queries takes a .npy matrix, not {path!r}")
-    return np.load(path, allow_pickle=False).astype(np.float32)
+    queries: np.ndarray = np.load(path, allow_pickle=False).astype(np.float32)
+    return queries

@@ -11,16 +11,11 @@ from typing import Any
 
 import click
 
-from .base import emit, handle_errors, hub_from, main, output_options
+from .base import emit, handle_errors, hub_from, main, output_options, parse_version
 
 __all__ = ["parse_version", "version"]
 
 VERSION_COLUMNS = ["number", "tag", "note", "created_at", "row_count", "created_by"]
-
-
-def parse_version(text: str) -> int | str:
-    """A CLI version argument: `3` is version 3, anything else a tag."""
-    return int(text) if text.isdigit() else text
 
 
 def _record(v: Any) -> dict[str, Any]:

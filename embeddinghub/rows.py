@@ -1,0 +1,380 @@
+"""Rows of a space: every write to the live table, and reads from a `Source`.
+
+A `Source` is where rows are read from: the live table, or a version's rows (live rows
+unchanged since it plus history rows valid at it; see versions.source_at). Reads and
+searches take a source, so the working state and a version share one code path.
+
+Writes go through one bulk path: binary COPY into a staging table, then one
+`INSERT ... ON CONFLICT` per batch, in one transaction (all rows land or none).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from . import catalog, errors
+from .catalog import SpaceHandle
+from .db import translate
+from .vectors import as_matrix, as_vector, check_key, check_keys, copy_rows, metadata_list, normalise_metadata
+
+__all__ = [
+    "BULK_REBUILD_ROWS",
+    "ITERATOR_PAGE",
+    "Branch",
+    "Source",
+    "contains",
+    "count",
+    "delete_all",
+    "get_metadata",
+    "live",
+    "multidelete",
+    "multiget",
+    "multiset",
+    "pages",
+    "relation",
+    "set_row",
+    "to_numpy",
+]
+
+BULK_REBUILD_ROWS = 5000  # a first load at least this large drops the index and rebuilds it
+ITERATOR_PAGE = 1000
+COPY_CHUNK = 8 << 20  # bytes per COPY write: progress is reported per chunk
+
+
+@dataclass(frozen=True)
+class Branch:
+    """One table of a source, with the conditions that select the source's rows in it."""
+
+    table: sql.Composable
+    conditions: tuple[sql.Composable, ...] = ()
+
+
+@dataclass(frozen=True)
+class Source:
+    """Rows to read: one or more branches, their union. `version` names it in errors."""
+
+    branches: tuple[Branch, ...]
+    version: int | None = None
+
+
+def live(h: SpaceHandle) -> Source:
+    """The space's working state: its live table."""
+    return Source((Branch(h.tables.live),))
+
+
+def relation(source: Source) -> sql.Composable:
+    """The source as one relation with columns (partition, key, embedding, metadata)."""
+    if len(source.branches) == 1 and not source.branches[0].conditions:
+        return source.branches[0].table
+    selects = [
+        sql.SQL("SELECT partition, key, embedding, metadata FROM {}{}").format(
+            b.table, _where(b.conditions)
+        )
+        for b in source.branches
+    ]
+    return sql.SQL("({}) AS src").format(sql.SQL(" UNION ALL ").join(selects))
+
+
+def _where(conditions: Sequence[sql.Composable]) -> sql.Composable:
+    if not conditions:
+        return sql.SQL("")
+    return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions)
+
+
+def to_numpy(value: Any) -> np.ndarray:
+    """A pgvector value (Vector, HalfVector or array) as a float32 numpy vector."""
+    if isinstance(value, np.ndarray):
+        return value.astype(np.float32, copy=False)
+    return np.asarray(value.to_numpy() if hasattr(value, "to_numpy") else value, dtype=np.float32)
+
+
+def missing_key(h: SpaceHandle, source: Source, key: str, partition: str) -> errors.KeyNotFound:
+    exc = errors.KeyNotFound(h.name, key, partition)
+    if source.version is not None:
+        exc.args = (f"{exc.args[0]} at version {source.version}",)
+    return exc
+
+
+# -- reads ------------------------------------------------------------------------------------
+def multiget(
+    h: SpaceHandle, source: Source, keys: Iterable[str], partition: str | None = None
+) -> np.ndarray:
+    """A (len(keys), dims) float32 matrix, rows in the order of `keys`; KeyNotFound names the
+    first missing key."""
+    key_list = [check_key(h.name, k) for k in keys]
+    part = catalog.partition_name(partition)
+    with translate(h.name, version=source.version):
+        found = dict(
+            h.conn.execute(
+                sql.SQL("SELECT key, embedding FROM {} WHERE partition = %s AND key = ANY(%s)").format(
+                    relation(source)
+                ),
+                (part, key_list),
+            ).fetchall()
+        )
+    out = np.empty((len(key_list), h.dims), dtype=np.float32)
+    for i, key in enumerate(key_list):
+        vec = found.get(key)
+        if vec is None:
+            raise missing_key(h, source, key, part)
+        out[i] = to_numpy(vec)
+    return out
+
+
+def get_metadata(
+    h: SpaceHandle, source: Source, key: str, partition: str | None = None
+) -> dict[str, Any] | None:
+    key = check_key(h.name, key)
+    part = catalog.partition_name(partition)
+    with translate(h.name, key=key, version=source.version):
+        row = h.conn.execute(
+            sql.SQL("SELECT metadata FROM {} WHERE partition = %s AND key = %s").format(relation(source)),
+            (part, key),
+        ).fetchone()
+    if row is None:
+        raise missing_key(h, source, key, part)
+    return row[0]  # type: ignore[no-any-return]
+
+
+def contains(h: SpaceHandle, source: Source, key: object, partition: str | None = None) -> bool:
+    if not isinstance(key, str) or not key:
+        return False
+    with translate(h.name, version=source.version):
+        row = h.conn.execute(
+            sql.SQL("SELECT 1 FROM {} WHERE partition = %s AND key = %s").format(relation(source)),
+            (catalog.partition_name(partition), key),
+        ).fetchone()
+    return row is not None
+
+
+def count(h: SpaceHandle, source: Source, partition: str | None = None) -> int:
+    """Rows in the source (in one partition, if given)."""
+    cond: sql.Composable = sql.SQL("")
+    params: tuple[Any, ...] = ()
+    if partition is not None:
+        cond, params = sql.SQL(" WHERE partition = %s"), (catalog.partition_name(partition),)
+    with translate(h.name, version=source.version):
+        row = h.conn.execute(
+            sql.SQL("SELECT count(*) FROM {}{}").format(relation(source), cond), params
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def pages(
+    h: SpaceHandle, source: Source, partition: str | None = None, *, with_metadata: bool = False
+) -> Iterator[tuple[Any, ...]]:
+    """Yield `(key, vector)` (or `(key, vector, metadata)`) in (partition, key) order.
+
+    Pages through the source by key, so no transaction stays open between pages.
+    """
+    part = None if partition is None else catalog.partition_name(partition)
+    conds: list[sql.Composable] = [sql.SQL("(partition, key) > (%s, %s)")]
+    base_params: list[Any] = []
+    if part is not None:
+        conds.append(sql.SQL("partition = %s"))
+        base_params.append(part)
+    query = sql.SQL(
+        "SELECT partition, key, embedding, metadata FROM {}{} ORDER BY partition, key LIMIT {}"
+    ).format(relation(source), _where(conds), sql.Literal(ITERATOR_PAGE))
+    after: tuple[str, str] = ("", "")
+
+    def page() -> list[tuple[Any, ...]]:
+        with translate(h.name, version=source.version):
+            return h.conn.execute(query, [*after, *base_params]).fetchall()
+
+    while True:
+        rows = h.session.call(page, repeatable=True, what=f"iterator() on {h.name!r}")
+        for _part, k, emb, meta in rows:
+            yield (k, to_numpy(emb), meta) if with_metadata else (k, to_numpy(emb))
+        if len(rows) < ITERATOR_PAGE:
+            return
+        after = (rows[-1][0], rows[-1][1])
+
+
+# -- writes -----------------------------------------------------------------------------------
+def _jsonb(value: Any) -> Jsonb | None:
+    return None if value is None else Jsonb(value)
+
+
+def set_row(
+    h: SpaceHandle, key: str, vector: Any, metadata: dict[str, Any] | None, partition: str | None
+) -> None:
+    """Insert or replace one embedding (and its metadata) under `key`."""
+    key = check_key(h.name, key)
+    vec = as_vector(h.name, h.dims, h.dtype, vector)
+    meta = normalise_metadata(h.name, metadata)
+    part = catalog.partition_name(partition)
+    with translate(h.name, key=key), h.conn.transaction(), h.conn.cursor() as cur:
+        catalog.ensure_partitions(h, cur, [part])
+        cur.execute(
+            sql.SQL(
+                "INSERT INTO {live} (partition, key, embedding, metadata)"
+                " VALUES (%s, %s, %s::{vt}, %s)"
+                " ON CONFLICT (partition, key) DO UPDATE"
+                " SET embedding = EXCLUDED.embedding, metadata = EXCLUDED.metadata"
+            ).format(live=h.tables.live, vt=h.tables.vector_type),
+            (part, key, vec, _jsonb(meta)),
+        )
+
+
+@dataclass(frozen=True)
+class WriteBatch:
+    """Checked rows of one write: keys, their matrix, metadata and partitions."""
+
+    keys: list[str]
+    matrix: np.ndarray
+    metadata: list[Jsonb | None]
+    partitions: list[str]
+
+
+def make_batch(
+    h: SpaceHandle,
+    keys: Any,
+    vectors: Any = None,
+    metadata: Sequence[dict[str, Any] | None] | None = None,
+    partition: str | Sequence[str | None] | None = None,
+) -> WriteBatch:
+    """Check a multiset's arguments: `{key: vector}`, `(keys, matrix)` or `(key, vector)`
+    pairs; one partition for all rows or one per row; no (partition, key) twice."""
+    key_list, matrix = _keys_and_matrix(h, keys, vectors)
+    n = len(key_list)
+    metas = [_jsonb(m) for m in metadata_list(h.name, metadata, n)]
+    if partition is None or isinstance(partition, str):
+        parts = [catalog.partition_name(partition)] * n
+    else:
+        parts = [catalog.partition_name(p) for p in partition]
+        if len(parts) != n:
+            raise errors.InvalidArgument(f"space {h.name!r}: {n} keys but {len(parts)} partitions")
+    if len(set(zip(parts, key_list, strict=True))) != n:
+        check_keys(h.name, key_list)  # raises naming the duplicate
+    return WriteBatch(key_list, matrix, metas, parts)
+
+
+def _keys_and_matrix(h: SpaceHandle, keys: Any, vectors: Any) -> tuple[list[str], np.ndarray]:
+    if vectors is not None:
+        if isinstance(keys, str):
+            raise errors.InvalidArgument(
+                f"space {h.name!r}: multiset(keys, vectors) takes a list of keys, not one string"
+            )
+        key_list = [check_key(h.name, k) for k in keys]
+        if not key_list:
+            return [], np.empty((0, h.dims), dtype=np.float32)
+        return key_list, as_matrix(h.name, h.dims, h.dtype, vectors, rows=len(key_list))
+    pairs = _pairs(h, keys)
+    key_list = [check_key(h.name, k) for k, _ in pairs]
+    if not pairs:
+        return [], np.empty((0, h.dims), dtype=np.float32)
+    rows = []
+    for key, vec in pairs:
+        row = np.asarray(vec, dtype=np.float32)
+        if row.shape != (h.dims,):
+            raise errors.DimensionMismatch(
+                f"space {h.name!r} has {h.dims} dims; key {key!r} has shape {row.shape}"
+            )
+        rows.append(row)
+    return key_list, as_matrix(h.name, h.dims, h.dtype, rows)
+
+
+def _pairs(h: SpaceHandle, keys: Any) -> list[Any]:
+    if isinstance(keys, Mapping):
+        return list(keys.items())
+    try:
+        pairs = list(keys)
+    except TypeError:
+        raise errors.InvalidArgument(
+            f"space {h.name!r}: multiset takes a dict, (keys, matrix) or (key, vector) pairs"
+        ) from None
+    for pair in pairs:
+        if not (isinstance(pair, tuple | list) and len(pair) == 2):
+            raise errors.InvalidArgument(
+                f"space {h.name!r}: expected (key, vector) pairs, got {pair!r:.60}"
+            )
+    return pairs
+
+
+def multiset(
+    h: SpaceHandle,
+    batch: WriteBatch,
+    *,
+    progress: Callable[[int], None] | None = None,
+    rebuild_index: bool = True,
+) -> int:
+    """Upsert a checked batch in one transaction: all rows land or none do.
+
+    With `rebuild_index`, a batch of at least BULK_REBUILD_ROWS into an empty space this
+    session owns drops the indexes and builds them after the rows are in (several times
+    faster than growing them row by row). Returns the row count.
+    """
+    n = len(batch.keys)
+    if n == 0:
+        return 0
+    with translate(h.name), h.conn.transaction(), h.conn.cursor() as cur:
+        catalog.ensure_partitions(h, cur, set(batch.partitions))
+        rebuild = rebuild_index and n >= BULK_REBUILD_ROWS and catalog.may_rebuild_index(h, cur)
+        if rebuild:
+            catalog.drop_index(h, cur)
+        _stage(cur, batch.matrix, progress)
+        cur.execute(
+            sql.SQL(
+                "INSERT INTO {live} (partition, key, embedding, metadata)"
+                " SELECT r.partition, r.key, s.embedding::{vt}, r.metadata"
+                " FROM unnest(%s::text[], %s::text[], %s::jsonb[])"
+                "   WITH ORDINALITY AS r(partition, key, metadata, idx)"
+                " JOIN eh_stage s USING (idx)"
+                " ON CONFLICT (partition, key) DO UPDATE"
+                " SET embedding = EXCLUDED.embedding, metadata = EXCLUDED.metadata"
+            ).format(live=h.tables.live, vt=h.tables.vector_type),
+            (batch.partitions, batch.keys, batch.metadata),
+        )
+        if rebuild:
+            catalog.rebuild_index(h, cur)
+    return n
+
+
+def _stage(cur: Any, matrix: np.ndarray, progress: Callable[[int], None] | None) -> None:
+    """Binary-COPY the matrix into the session's staging table, rows numbered from 1."""
+    n = len(matrix)
+    cur.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS eh_stage (idx int4, embedding vector) ON COMMIT DELETE ROWS"
+    )
+    cur.execute("DELETE FROM eh_stage")  # inside a caller's transaction an earlier batch is staged
+    with cur.copy("COPY eh_stage (idx, embedding) FROM STDIN WITH (FORMAT BINARY)") as cp:
+        payload = copy_rows(matrix)
+        for start in range(0, len(payload), COPY_CHUNK):
+            cp.write(payload[start : start + COPY_CHUNK])
+            if progress is not None:
+                progress(min(n, n * (start + COPY_CHUNK) // len(payload)))
+
+
+def multidelete(h: SpaceHandle, keys: Iterable[str], partition: str | None = None) -> int:
+    """Delete every key, or none if any is missing (KeyNotFound names it)."""
+    key_list = check_keys(h.name, keys)
+    part = catalog.partition_name(partition)
+    with translate(h.name), h.conn.transaction(), h.conn.cursor() as cur:
+        cur.execute(
+            sql.SQL("DELETE FROM {} WHERE partition = %s AND key = ANY(%s) RETURNING key").format(
+                h.tables.live
+            ),
+            (part, key_list),
+        )
+        deleted = {r[0] for r in cur.fetchall()}
+        missing = [k for k in key_list if k not in deleted]
+        if missing:
+            raise errors.KeyNotFound(h.name, missing[0], part)  # rolls back the batch
+    return len(deleted)
+
+
+def delete_all(h: SpaceHandle, partition: str | None = None) -> int:
+    """Delete every row (of one partition, if given); returns how many."""
+    cond: sql.Composable = sql.SQL("")
+    params: tuple[Any, ...] = ()
+    if partition is not None:
+        cond, params = sql.SQL(" WHERE partition = %s"), (catalog.partition_name(partition),)
+    with translate(h.name), h.conn.transaction():
+        return h.conn.execute(sql.SQL("DELETE FROM {}{}").format(h.tables.live, cond), params).rowcount
