@@ -116,9 +116,9 @@ def create_role(
         except psycopg.errors.DuplicateObject:
             raise errors.InvalidArgument(f"role {role!r} already exists") from None
         except psycopg.errors.InsufficientPrivilege:
-            user = sql.Identifier(hub.conn.info.user).as_string(cur)
+            user = sql.Identifier(conn.info.user).as_string(cur)
             raise errors.AdminRequired(
-                f"role {hub.conn.info.user!r} may not create role {role!r}",
+                f"role {conn.info.user!r} may not create role {role!r}",
                 f"ALTER ROLE {user} CREATEROLE;",
             ) from None
         for group in groups:

@@ -1,8 +1,8 @@
 """Hardening: grants tied to partition identity, no grants to the hub owner, row locks
 instead of advisory locks, pinned search_path everywhere (sql/ re-applied).
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 
  * partitions.created_version: the working version when the partition was created. A
    partition grant admits history rows born at or after it only, so a partition re-created
@@ -19,8 +19,8 @@ from alembic import op
 
 from embeddinghub.migrate import apply_sql_files
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
