@@ -25,6 +25,7 @@ from psycopg import sql
 from sqlalchemy import create_engine, pool
 
 from . import errors
+from .db import from_db_error
 
 __all__ = [
     "SQL_FILES",
@@ -235,8 +236,6 @@ def upgrade(dsn: str, conn: psycopg.Connection) -> bool:
     except Exception as exc:
         orig = getattr(exc, "orig", None)
         if isinstance(orig, psycopg.Error):  # a migration statement failed
-            from .db import from_db_error
-
             raise from_db_error(orig, None) from exc
         raise
     finally:

@@ -46,8 +46,9 @@
 
 -- -- schemas and catalog: visible to everyone, filtered by RLS --------------------------------
 GRANT USAGE ON SCHEMA embeddinghub, embeddinghub_data, embeddinghub_views TO PUBLIC;
-GRANT SELECT ON embeddinghub.spaces, embeddinghub.partitions, embeddinghub.versions,
-    embeddinghub.grants TO PUBLIC;
+GRANT SELECT ON embeddinghub.spaces, embeddinghub.partitions, embeddinghub.grants TO PUBLIC;
+-- Read through the view embeddinghub.versions (below), never directly.
+REVOKE ALL ON embeddinghub.version_log FROM PUBLIC;
 -- connect() reads the schema revision before anything else.
 GRANT SELECT ON embeddinghub.alembic_version TO PUBLIC;
 
@@ -359,7 +360,7 @@ REVOKE ALL ON FUNCTION embeddinghub.sync_privileges(integer, text) FROM PUBLIC;
 -- -- row-level security on the catalog ------------------------------------------------------
 ALTER TABLE embeddinghub.spaces ENABLE ROW LEVEL SECURITY;
 ALTER TABLE embeddinghub.partitions ENABLE ROW LEVEL SECURITY;
-ALTER TABLE embeddinghub.versions ENABLE ROW LEVEL SECURITY;
+ALTER TABLE embeddinghub.version_log ENABLE ROW LEVEL SECURITY;
 ALTER TABLE embeddinghub.grants ENABLE ROW LEVEL SECURITY;
 
 DO $$
@@ -368,7 +369,7 @@ DECLARE
 BEGIN
     FOR p IN SELECT polrelid::regclass::text AS tbl, polname FROM pg_policy
              WHERE polrelid IN ('embeddinghub.spaces'::regclass, 'embeddinghub.partitions'::regclass,
-                                'embeddinghub.versions'::regclass, 'embeddinghub.grants'::regclass)
+                                'embeddinghub.version_log'::regclass, 'embeddinghub.grants'::regclass)
     LOOP
         EXECUTE format('DROP POLICY %I ON %s', p.polname, p.tbl);
     END LOOP;
@@ -380,7 +381,7 @@ CREATE POLICY eh_owner ON embeddinghub.spaces FOR ALL
     USING ((SELECT embeddinghub.is_hub_owner())) WITH CHECK ((SELECT embeddinghub.is_hub_owner()));
 CREATE POLICY eh_owner ON embeddinghub.partitions FOR ALL
     USING ((SELECT embeddinghub.is_hub_owner())) WITH CHECK ((SELECT embeddinghub.is_hub_owner()));
-CREATE POLICY eh_owner ON embeddinghub.versions FOR ALL
+CREATE POLICY eh_owner ON embeddinghub.version_log FOR ALL
     USING ((SELECT embeddinghub.is_hub_owner())) WITH CHECK ((SELECT embeddinghub.is_hub_owner()));
 CREATE POLICY eh_owner ON embeddinghub.grants FOR ALL
     USING ((SELECT embeddinghub.is_hub_owner())) WITH CHECK ((SELECT embeddinghub.is_hub_owner()));
@@ -391,8 +392,21 @@ CREATE POLICY eh_visible ON embeddinghub.partitions FOR SELECT USING (
     EXISTS (SELECT 1 FROM embeddinghub.my_grants a
             WHERE a.space_id = partitions.space_id
               AND (a.partition IS NULL OR a.partition = partitions.name)));
-CREATE POLICY eh_visible ON embeddinghub.versions FOR SELECT USING (
-    EXISTS (SELECT 1 FROM embeddinghub.my_grants a WHERE a.space_id = versions.space_id));
+CREATE POLICY eh_visible ON embeddinghub.version_log FOR SELECT USING (
+    EXISTS (SELECT 1 FROM embeddinghub.my_grants a WHERE a.space_id = version_log.space_id));
+
+-- The versions of the spaces the caller can see. The cached row_count is a whole-space
+-- figure: shown to the hub owner and whole-space grantees, NULL for partition grantees
+-- (list_versions() counts their rows). A plain view (its owner reads version_log) that
+-- filters by the caller itself, like my_grants; security_barrier keeps leaky functions of
+-- the caller behind the filter.
+CREATE OR REPLACE VIEW embeddinghub.versions WITH (security_barrier = true) AS
+SELECT v.space_id, v.number, v.tag, v.note, v.created_at, v.created_by,
+       CASE WHEN embeddinghub.acl_space(v.space_id, 'read') THEN v.row_count END AS row_count
+FROM embeddinghub.version_log v
+WHERE embeddinghub.is_hub_owner()
+   OR EXISTS (SELECT 1 FROM embeddinghub.my_grants a WHERE a.space_id = v.space_id);
+GRANT SELECT ON embeddinghub.versions TO PUBLIC;
 -- Your own grants (any role you inherit from), and every grant in a scope you administer.
 CREATE POLICY eh_visible ON embeddinghub.grants FOR SELECT USING (
     EXISTS (SELECT 1 FROM pg_catalog.pg_roles r

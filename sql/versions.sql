@@ -13,7 +13,10 @@
 --    diff and rollback cost O(changes since N), not O(rows);
 --  * row_count is not counted at snapshot time (that would be O(rows)): list_versions()
 --    computes the missing counts on first read, from the newest counted version plus the
---    rows born and ended in between (O(changes)), and caches them in versions.row_count;
+--    rows born and ended in between (O(changes)), and caches them in version_log.row_count.
+--    The cache holds whole-space counts, so the view embeddinghub.versions shows it only to
+--    the hub owner and whole-space readers; for a partition grantee every count reads as
+--    missing, and list_versions() counts its own rows (through row-level security);
 --  * version numbers are contiguous (every head value below the current head is a version)
 --    and prune_versions() only ever removes the oldest ones, so the kept versions are
 --    always one contiguous range.
@@ -121,7 +124,7 @@ BEGIN
         RAISE EXCEPTION 'space "%": tag "%" already names version %', s.name, tag, taken
             USING ERRCODE = 'EHARG';
     END IF;
-    INSERT INTO embeddinghub.versions (space_id, number, tag, note, row_count)
+    INSERT INTO embeddinghub.version_log (space_id, number, tag, note, row_count)
     VALUES (s.id, s.head_version, record_version.tag, record_version.note,
             record_version.row_count);
     UPDATE embeddinghub.spaces SET head_version = s.head_version + 1 WHERE id = s.id;
@@ -221,7 +224,7 @@ BEGIN
     FROM embeddinghub.missing_row_counts(s.id) m;
     IF nums IS NOT NULL THEN
         BEGIN
-            UPDATE embeddinghub.versions v SET row_count = c.row_count
+            UPDATE embeddinghub.version_log v SET row_count = c.row_count
             FROM unnest(nums, counts) AS c(number, row_count)
             WHERE v.space_id = s.id AND v.number = c.number AND v.row_count IS NULL;
         EXCEPTION WHEN insufficient_privilege OR read_only_sql_transaction THEN
@@ -449,7 +452,7 @@ BEGIN
             RETURN 0;  -- fewer versions than keep
         END IF;
     END IF;
-    DELETE FROM embeddinghub.versions v WHERE v.space_id = s.id AND v.number < oldest_kept;
+    DELETE FROM embeddinghub.version_log v WHERE v.space_id = s.id AND v.number < oldest_kept;
     EXECUTE format('DELETE FROM %I.%I WHERE valid_to <= $1', 'embeddinghub_data',
                    's' || s.id || '_history')
         USING oldest_kept;

@@ -13,6 +13,10 @@ Revises: 0003
  * Grants naming the hub owner, a superuser or a BYPASSRLS role are deleted (and refused
    from now on), and the owner's own privileges on space tables are restored: such a grant
    made the privilege sync revoke the owner's privileges.
+ * The versions table is renamed version_log and read through the view
+   embeddinghub.versions (same columns), which shows the cached whole-space row_count only
+   to the hub owner and whole-space readers: a partition grantee sees NULL there, and
+   list_versions() counts its partitions' rows for it.
 """
 
 from alembic import op
@@ -45,6 +49,14 @@ def upgrade() -> None:
         "   UPDATE embeddinghub.grants g SET partition_id = p.id FROM embeddinghub.partitions p"
         "    WHERE p.space_id = g.space_id AND p.name = g.partition AND g.partition_id IS NULL;"
         "   ALTER TABLE embeddinghub.grants ENABLE TRIGGER sync_privileges;"
+        " END IF; END $$"
+    )
+    op.execute(
+        "DO $$ BEGIN"
+        " IF (SELECT c.relkind FROM pg_catalog.pg_class c"
+        "     WHERE c.oid = 'embeddinghub.versions'::pg_catalog.regclass) = 'r' THEN"
+        "   DROP VIEW IF EXISTS embeddinghub.spaces_overview;"  # re-created by views.sql
+        "   ALTER TABLE embeddinghub.versions RENAME TO version_log;"
         " END IF; END $$"
     )
     apply_sql_files()
