@@ -1,6 +1,7 @@
 """embeddinghub: a database for machine-learning embeddings on PostgreSQL + pgvector."""
 
 from . import errors
+from .client import EmbeddingHubClient
 from .compat import Config, LocalConfig
 from .errors import (
     ConnectionFailed,
@@ -27,6 +28,7 @@ __all__ = [
     "Config",
     "ConnectionFailed",
     "DimensionMismatch",
+    "EmbeddingHubClient",
     "EmbeddingHubError",
     "Hub",
     "InvalidArgument",

@@ -17,7 +17,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from . import errors, storage
+from . import errors, log, storage
 from .db import translate, validate_name
 from .session import Session
 
@@ -421,7 +421,8 @@ def may_rebuild_index(h: SpaceHandle, cur: psycopg.Cursor[Any]) -> bool:
 def rebuild_index(h: SpaceHandle, cur: psycopg.Cursor[Any]) -> None:
     """Build the HNSW and metadata indexes with the space's settings, then ANALYZE."""
     cur.execute("SET LOCAL maintenance_work_mem = '1GB'")
-    storage.create_index(cur, h.tables, h.m, h.ef_construction)
+    with log.timed(f"building the indexes of space {h.name!r} (m={h.m}, ef_c={h.ef_construction})"):
+        storage.create_index(cur, h.tables, h.m, h.ef_construction)
     cur.execute(sql.SQL("ANALYZE {}").format(h.tables.live))
 
 
@@ -435,7 +436,8 @@ def create_index(h: SpaceHandle, m: int = 16, ef_construction: int = 64) -> None
     with translate(h.name), h.conn.transaction(), h.conn.cursor() as cur:
         cur.execute("SET LOCAL maintenance_work_mem = '1GB'")
         storage.drop_index(cur, h.tables)
-        storage.create_index(cur, h.tables, m, ef_construction)
+        with log.timed(f"rebuilding the indexes of space {h.name!r} (m={m}, ef_c={ef_construction})"):
+            storage.create_index(cur, h.tables, m, ef_construction)
         cur.execute(
             "UPDATE embeddinghub.spaces SET hnsw_m = %s, hnsw_ef_construction = %s WHERE id = %s",
             (m, ef_construction, h.id),

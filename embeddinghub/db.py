@@ -15,7 +15,15 @@ from . import errors
 from .compat import redact_dsn
 
 __all__ = [
-    "SupportsConnection", "from_db_error", "open_connection", "translate", "validate_name"]
+    "SupportsConnection",
+    "apply_session_settings",
+    "configure",
+    "from_db_error",
+    "open_connection",
+    "translate",
+    "validate_name",
+    "with_keepalives",
+]
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,62}$")
 
@@ -30,29 +38,12 @@ def validate_name(kind: str, name: object) -> str:
     return name
 
 
-def open_connection(dsn: str) -> psycopg.Connection[Any]:
-    """An autocommit connection with pgvector's types; ConnectionFailed if the server is unreachable."""
-    # Client-side keepalives notice a vanished server host (libpq's idle default is 2 h);
-    # options already in the DSN win.
-    keepalives = {"keepalives_idle": "30", "keepalives_interval": "10", "keepalives_count": "3"}
-    try:
-        given = conninfo_to_dict(dsn)
-        extra = {k: v for k, v in keepalives.items() if k not in given}
-        conn = psycopg.connect(make_conninfo(dsn, **extra), autocommit=True)
-    except psycopg.Error as exc:
-        raise errors.ConnectionFailed(f"cannot connect to {redact_dsn(dsn)}: {exc}") from exc
-    # A backend whose client died stops within seconds (it polls the socket) instead of
-    # running its statement, and holding its locks, to the end; TCP keepalives do the same
-    # for a client whose host vanished. Session settings, so a server that lacks one (or a
-    # platform that can't poll, e.g. Windows) still connects.
-    for statement in SESSION_SETTINGS:
-        try:
-            conn.execute(statement)
-        except psycopg.Error:
-            pass
-    return conn
-
-
+# Client-side keepalives notice a vanished server host (libpq's idle default is 2 h).
+KEEPALIVES = {"keepalives_idle": "30", "keepalives_interval": "10", "keepalives_count": "3"}
+# A backend whose client died stops within seconds (it polls the socket) instead of running
+# its statement, and holding its locks, to the end; TCP keepalives do the same for a client
+# whose host vanished. Session settings, so a server that lacks one (or a platform that
+# can't poll, e.g. Windows) still connects.
 SESSION_SETTINGS = (
     "SELECT set_config('client_connection_check_interval', '2s', false)",
     "SELECT set_config('tcp_keepalives_idle', '30', false),"
@@ -60,8 +51,35 @@ SESSION_SETTINGS = (
 )
 
 
-def register_types(conn: psycopg.Connection[Any]) -> None:
+def with_keepalives(dsn: str) -> str:
+    """`dsn` with client keepalives; options already in the DSN win."""
+    given = conninfo_to_dict(dsn)
+    return make_conninfo(dsn, **{k: v for k, v in KEEPALIVES.items() if k not in given})
+
+
+def apply_session_settings(conn: psycopg.Connection[Any]) -> None:
+    """The session settings above, each skipped where the server refuses it."""
+    for statement in SESSION_SETTINGS:
+        try:
+            conn.execute(statement)
+        except psycopg.Error:
+            pass
+
+
+def configure(conn: psycopg.Connection[Any]) -> None:
+    """Set up a new connection: the session settings and pgvector's types."""
+    apply_session_settings(conn)
     register_vector(conn)
+
+
+def open_connection(dsn: str) -> psycopg.Connection[Any]:
+    """A configured autocommit connection; ConnectionFailed if the server is unreachable."""
+    try:
+        conn = psycopg.connect(with_keepalives(dsn), autocommit=True)
+        configure(conn)
+    except psycopg.Error as exc:
+        raise errors.ConnectionFailed(f"cannot connect to {redact_dsn(dsn)}: {exc}") from exc
+    return conn
 
 
 class SupportsConnection(Protocol):

@@ -34,6 +34,8 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from . import errors
+from .compat import redact_dsn
+from .db import with_keepalives
 
 __all__ = [
     "ClusterStatus",
@@ -49,7 +51,6 @@ __all__ = [
     "merge_conninfo",
     "read_your_writes",
     "reconnect",
-    "redact",
     "run_at_most_once",
     "run_idempotent",
     "target_conninfo",
@@ -191,6 +192,13 @@ def merge_conninfo(dsns: str | Sequence[str]) -> str:
     `["postgresql://u@a:5432/db", "postgresql://u@b:5432/db"]` becomes
     `host=a,b port=5432,5432 user=u dbname=db`; every other parameter must agree.
     """
+    if isinstance(dsns, str):  # one server: the DSN as the user wrote it (messages show it)
+        try:
+            given = conninfo_to_dict(dsns)
+        except psycopg.ProgrammingError as exc:
+            raise errors.InvalidArgument(f"invalid DSN {redact_dsn(dsns)!r}: {exc}") from None
+        if not any("," in str(given.get(k) or "") for k in _LIST_KEYS):
+            return dsns
     items = [dsns] if isinstance(dsns, str) else list(dsns)
     if not items:
         raise errors.InvalidArgument("no DSN given: pass a conninfo string or a list of them")
@@ -200,7 +208,7 @@ def merge_conninfo(dsns: str | Sequence[str]) -> str:
         try:
             params = conninfo_to_dict(dsn)
         except psycopg.ProgrammingError as exc:
-            raise errors.InvalidArgument(f"invalid DSN {redact(dsn)!r}: {exc}") from None
+            raise errors.InvalidArgument(f"invalid DSN {redact_dsn(dsn)!r}: {exc}") from None
         hosts = _split(params.pop("host", None))
         addrs = _split(params.pop("hostaddr", None))
         ports = _split(params.pop("port", None))
@@ -210,7 +218,7 @@ def merge_conninfo(dsns: str | Sequence[str]) -> str:
                 values = values * count  # one port for every host of this DSN
             if values and len(values) != count:
                 raise errors.InvalidArgument(
-                    f"DSN {redact(dsn)!r} lists {count} hosts but {len(values)} {key} values"
+                    f"DSN {redact_dsn(dsn)!r} lists {count} hosts but {len(values)} {key} values"
                 )
             lists[key] += values or [""] * count
         for key, value in params.items():
@@ -251,7 +259,7 @@ def target_conninfo(
         raise errors.InvalidArgument(f"unknown target {target!r}: use 'primary', 'replica' or 'any'")
     if "connect_timeout" not in params:
         extra["connect_timeout"] = connect_timeout
-    return make_conninfo(base, **extra)
+    return make_conninfo(with_keepalives(base), **extra)
 
 
 def host_conninfos(conninfo: str | Sequence[str]) -> list[tuple[str, str]]:
@@ -280,17 +288,6 @@ def host_conninfos(conninfo: str | Sequence[str]) -> list[tuple[str, str]]:
     return out
 
 
-def redact(dsn: str) -> str:
-    """The DSN without its password, for messages."""
-    try:
-        params = conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError:
-        return "<unparsable DSN>"
-    if "password" in params:
-        params["password"] = "***"
-    return make_conninfo("", **params)
-
-
 # -- connecting --------------------------------------------------------------------------------
 def reconnect(
     conninfo: str | Sequence[str],
@@ -307,6 +304,7 @@ def reconnect(
     policy = policy or DEFAULT_POLICY
     dsn = target_conninfo(conninfo, target, policy.connect_timeout)
     last: BaseException | None = None
+    started = time.monotonic()
     with _bounded(policy) as deadline:
         for attempt in range(1, policy.attempts + 1):
             try:
@@ -317,7 +315,7 @@ def reconnect(
                     exc.sqlstate is not None and not is_retryable(exc)
                 ):
                     raise errors.ConnectionFailed(
-                        f"cannot connect to {redact(dsn)}: {_first_line(exc)}"
+                        f"cannot connect to {redact_dsn(dsn)}: {_first_line(exc)}"
                     ) from exc
             else:
                 try:
@@ -334,10 +332,11 @@ def reconnect(
                 break
             time.sleep(pause)
     role = {"primary": "primary (read-write)", "replica": "replica or primary", "any": "server"}[target]
+    tried = f"{attempt} attempt{'s' if attempt > 1 else ''} in {time.monotonic() - started:.1f} s"
     raise errors.ConnectionFailed(
-        f"no {role} answered at {redact(dsn)} within {policy.deadline:g} s ({attempt} attempts);"
-        f" last error: {_first_line(last)}. A failover may still be in progress: check"
-        " `embeddinghub cluster status`, or raise RetryPolicy.deadline"
+        f"cannot connect to {redact_dsn(merge_conninfo(conninfo))}: no {role} answered ({tried}); last error:"
+        f" {_first_line(last)}. Check that the server is up; for a cluster, a failover may"
+        " still be in progress: see `embeddinghub cluster status`, or raise RetryPolicy.deadline"
     ) from last
 
 

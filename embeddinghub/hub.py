@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from contextlib import AbstractContextManager
 from typing import Any
@@ -9,12 +10,13 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from . import acl, catalog, errors, migrate, views
+from . import acl, catalog, errors, failover, log, migrate, views
 from .catalog import DTYPES, METRICS
 from .compat import Config, LocalConfig, redact_dsn
-from .db import open_connection, translate
+from .db import apply_session_settings, translate
+from .failover import RetryPolicy
 from .server import EmbeddedServer
-from .session import Reconnect, Session, session_call
+from .session import READS, Session, session_call
 from .space import Space
 
 __all__ = ["DTYPES", "HOOKS", "METRICS", "Hub", "connect"]
@@ -27,8 +29,11 @@ HOOKS = catalog.Hooks(
 )
 
 
-def resolve_dsn(target: str | Config | LocalConfig | None = None) -> str:
-    """The DSN for `target`: a DSN, a Config, a LocalConfig (embedded), or the defaults."""
+def resolve_dsn(target: str | list[str] | Config | LocalConfig | None = None) -> str:
+    """The DSN for `target`: a DSN (one host or several), a list of DSNs of one cluster, a
+    Config, a LocalConfig (embedded), or the defaults."""
+    if isinstance(target, list | tuple) and target:
+        return failover.merge_conninfo(list(target))
     if isinstance(target, Config):
         return target.dsn()
     if isinstance(target, LocalConfig):
@@ -44,12 +49,14 @@ def resolve_dsn(target: str | Config | LocalConfig | None = None) -> str:
 
 
 def connect(
-    target: str | Config | LocalConfig | None = None,
+    target: str | list[str] | Config | LocalConfig | None = None,
     *,
     migrate_schema: bool = True,
     pool: int | None = None,
     pool_timeout: float = 30.0,
-    reconnect: Reconnect | None = None,
+    retry: RetryPolicy | None = None,
+    reads: str = "primary",
+    read_your_writes: bool = False,
     keep_queries: int = 0,
 ) -> Hub:
     """Connect to an embeddinghub database.
@@ -57,16 +64,20 @@ def connect(
     With no argument: `$EMBEDDINGHUB_DSN` if set, else the embedded server under
     `$EMBEDDINGHUB_HOME`. The catalog is upgraded to the newest schema on connect.
 
+    - A multi-host DSN (`host=a,b,c`) or a list of DSNs: writes always go to the primary.
     - `pool=N`: up to N pooled connections (psycopg_pool), so one hub serves many threads;
       a call waits at most `pool_timeout` seconds for a free one.
-    - `reconnect`: how long to keep trying after a lost connection (default 30 s); reads
-      and keyed writes are then run again, other calls raise OperationInterrupted.
+    - `retry`: how long to keep trying after a lost connection or a failover (default 30 s);
+      reads and keyed writes are then run again, other calls raise OperationInterrupted.
+    - `reads="replica"` sends searches and reads to standbys ("any": any server), and
+      `read_your_writes=True` makes such a read wait (up to 1 s) until the standby has
+      replayed this hub's last write, else read on the primary.
     - `keep_queries=N` keeps each space's last N query vectors in memory, so `tune()` can
       measure recall on real queries (see embeddinghub.tuning).
     """
     return Hub(
         resolve_dsn(target), migrate_schema=migrate_schema, pool=pool, pool_timeout=pool_timeout,
-        reconnect=reconnect, keep_queries=keep_queries,
+        retry=retry, reads=reads, read_your_writes=read_your_writes, keep_queries=keep_queries,
     )
 
 
@@ -80,16 +91,26 @@ class Hub:
         migrate_schema: bool = True,
         pool: int | None = None,
         pool_timeout: float = 30.0,
-        reconnect: Reconnect | None = None,
+        retry: RetryPolicy | None = None,
+        reads: str = "primary",
+        read_your_writes: bool = False,
         keep_queries: int = 0,
     ) -> None:
         if isinstance(keep_queries, bool) or not isinstance(keep_queries, int) or keep_queries < 0:
             raise errors.InvalidArgument(f"keep_queries must be a count >= 0, not {keep_queries!r}")
-        conn = open_connection(dsn)
+        if reads not in READS:
+            raise errors.InvalidArgument(f"reads must be one of {READS}, not {reads!r}")
+        retry = retry or RetryPolicy()
+        primary = failover.target_conninfo(dsn, "primary", retry.connect_timeout)
+        # One server: report at once that it is down. Several: a failover may be under way.
+        several = len(failover.host_conninfos(dsn)) > 1
+        first = retry if several else dataclasses.replace(retry, attempts=1)
+        conn = failover.reconnect(dsn, first, target="primary", configure=apply_session_settings)
         try:
             if migrate_schema:
                 with translate():
-                    migrate.upgrade(dsn, conn)
+                    if migrate.upgrade(primary, conn):
+                        log.logger.info("migrated %s to schema %s", redact_dsn(dsn), migrate.head_revision())
         except Exception:
             conn.close()
             raise
@@ -97,7 +118,10 @@ class Hub:
             conn.close()  # the pool opens its own
         self.session = Session(
             dsn, None if pool is not None else conn, pool_size=pool, pool_timeout=pool_timeout,
-            keep_queries=keep_queries, reconnect=reconnect,
+            keep_queries=keep_queries, retry=retry, reads=reads, read_your_writes=read_your_writes,
+        )
+        log.logger.info(
+            "connected to %s (pool=%s, reads=%s)", redact_dsn(dsn), pool or "none", reads
         )
 
     @property
@@ -152,16 +176,16 @@ class Hub:
         )
         return Space(self, catalog.create_space(self.session, HOOKS, settings))
 
-    @session_call(repeatable=True)
+    @session_call(read=True)
     def get_space(self, name: str) -> Space:
         return Space(self, catalog.load(self.session, HOOKS, name))
 
-    @session_call(repeatable=True)
+    @session_call(read=True)
     def list_spaces(self) -> list[dict[str, Any]]:
         """Every space this role can see, with its settings."""
         return catalog.list_spaces(self.session)
 
-    @session_call(repeatable=True)
+    @session_call(read=True)
     def has_space(self, name: str) -> bool:
         return catalog.has_space(self.session, name)
 

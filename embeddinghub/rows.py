@@ -189,7 +189,7 @@ def pages(
             return h.conn.execute(query, [*after, *base_params]).fetchall()
 
     while True:
-        rows = h.session.call(page, repeatable=True, what=f"iterator() on {h.name!r}")
+        rows = h.session.call(page, repeatable=True, read=True, what=f"iterator() on {h.name!r}")
         for _part, k, emb, meta in rows:
             yield (k, to_numpy(emb), meta) if with_metadata else (k, to_numpy(emb))
         if len(rows) < ITERATOR_PAGE:

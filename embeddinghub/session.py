@@ -1,13 +1,18 @@
-"""The hub's way to its database: one connection, or a pool; leases, and riding out a lost connection.
+"""The hub's way to its database: connections or pools, leases, failover, and replica reads.
 
 Feature code reads `session.conn` at call time and never keeps a connection. Every public
 call of the Hub and Space runs inside `session.call(...)`, which
 
-- leases a connection for the whole call (pooled hubs: from the pool, so threads share
-  a hub safely; a plain hub: its one connection), and
-- when the connection is lost (a server restart, a failover), reconnects with back-off
-  and runs the call again if it is safe to repeat (reads, keyed upserts and deletes);
-  a call that is not safe to repeat raises `OperationInterrupted` instead.
+- leases a connection for the whole call (pooled hubs: from the pool, so threads share a
+  hub safely; a plain hub: its one connection); with `reads="replica"` (or `"any"`) a read
+  gets a connection to a standby, everything else one to the primary;
+- when the connection is lost or the server stopped being the primary (a restart, a
+  failover), gets a new one with back-off (`failover.RetryPolicy`) and runs the call again
+  if it is safe to repeat (reads, keyed upserts and deletes); a call that is not raises
+  `OperationInterrupted`, which says it may have committed and how to check;
+- with `read_your_writes`, remembers the WAL position of the hub's last write, and a read
+  on a standby first waits (bounded) until the standby has replayed it, else reads on the
+  primary.
 """
 
 from __future__ import annotations
@@ -16,166 +21,218 @@ import functools
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from . import errors
+from . import errors, failover, log
 from .compat import redact_dsn
-from .db import open_connection, register_types
+from .db import configure
+from .failover import RetryPolicy, Target
 
-__all__ = ["PGVECTOR_EF_SEARCH", "Reconnect", "Session", "session_call"]
+__all__ = ["PGVECTOR_EF_SEARCH", "READS", "Session", "session_call"]
 
 PGVECTOR_EF_SEARCH = "40"  # pgvector's default hnsw.ef_search
+READS = ("primary", "replica", "any")
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
+Conn = psycopg.Connection[Any]
 
 
-@dataclass(frozen=True)
-class Reconnect:
-    """How long a hub keeps trying to get a connection back after losing one.
-
-    Back-off doubles from `initial` to `maximum` seconds between attempts, for at most
-    `deadline` seconds in all (a Patroni failover with its minimum ttl takes about 20 s).
-    `Reconnect(deadline=0)` never retries.
-    """
-
-    deadline: float = 30.0
-    initial: float = 0.1
-    maximum: float = 2.0
-
-    def delays(self) -> Iterator[float]:
-        """Sleep before each further attempt, until the deadline has passed."""
-        end, delay = time.monotonic() + self.deadline, self.initial
-        while time.monotonic() + delay <= end:
-            yield delay
-            delay = min(self.maximum, delay * 2)
-
-
-class Session:
-    """One hub's connection (or pool) and what it knows about each connection's session."""
+class _Link:
+    """Connections to one target (the primary, or the standbys): one connection, or a pool."""
 
     def __init__(
-        self,
-        dsn: str,
-        conn: psycopg.Connection[Any] | None = None,
-        *,
-        pool_size: int | None = None,
-        pool_timeout: float = 30.0,
-        keep_queries: int = 0,
-        reconnect: Reconnect | None = None,
+        self, conninfo: str, target: Target, retry: RetryPolicy, pool_size: int | None, timeout: float,
+        conn: Conn | None = None,
     ) -> None:
-        self.dsn = dsn
-        self.reconnect = reconnect or Reconnect()
-        self.pool: ConnectionPool[psycopg.Connection[Any]] | None = None
-        self.pool_timeout = pool_timeout
-        self._single = conn
+        self.conninfo, self.target, self.retry, self.timeout = conninfo, target, retry, timeout
+        self.pool: ConnectionPool[Conn] | None = None
+        self.single = conn
         if pool_size is not None:
-            self.pool = _open_pool(dsn, pool_size, pool_timeout)
+            self.pool = _open_pool(failover.target_conninfo(conninfo, target), pool_size, timeout)
         elif conn is None:
-            self._single = _connect(dsn)
-        else:
-            _register(dsn, conn)
-        self._leased: ContextVar[psycopg.Connection[Any] | None] = ContextVar("leased", default=None)
-        # Opt-in: the last `keep_queries` query vectors of each space (by id), for tune().
-        self.keep_queries = keep_queries
-        self.recent_queries: dict[int, deque[Any]] = {}
-        # Each connection's own hnsw.ef_search, so searches at that value send no SET.
-        self._ef_search: weakref.WeakKeyDictionary[psycopg.Connection[Any], str] = (
-            weakref.WeakKeyDictionary()
-        )
+            self.single = self.connect()
+        else:  # the hub's first connection, opened before the migrations made `vector`
+            _register(conninfo, conn)
 
-    # -- connections --------------------------------------------------------------------
-    @property
-    def conn(self) -> psycopg.Connection[Any]:
-        """The connection of the running call: the leased one, else the hub's single one."""
-        leased = self._leased.get()
-        if leased is not None:
-            return leased
-        if self._single is None:
-            raise errors.InvalidArgument(
-                "a pooled hub has no connection of its own outside a call:"
-                " use `with hub.connection() as conn:` for your own SQL"
-            )
-        return self._single
+    def connect(self) -> Conn:
+        return failover.reconnect(self.conninfo, self.retry, target=self.target, configure=configure)
 
     @contextmanager
-    def lease(self) -> Iterator[psycopg.Connection[Any]]:
-        """The connection for a call, held until it ends (nested leases share it)."""
-        current = self._leased.get()
-        if current is not None or self.pool is None:
-            yield self.conn
+    def lease(self) -> Iterator[Conn]:
+        if self.pool is None:
+            if self.single is None or self.single.closed:
+                self.single = self.connect()
+            yield self.single
             return
         try:
-            with self.pool.connection(timeout=self.pool_timeout) as conn:
-                token = self._leased.set(conn)
-                try:
-                    yield conn
-                finally:
-                    self._leased.reset(token)
+            with self.pool.connection(timeout=self.timeout) as conn:
+                yield conn
         except PoolTimeout as exc:
             raise errors.ConnectionFailed(
-                f"no pooled connection to {redact_dsn(self.dsn)} came free within {self.pool_timeout:g} s:"
-                " raise pool= or pool_timeout=, or make calls shorter"
+                f"no pooled connection to {redact_dsn(self.conninfo)} came free within"
+                f" {self.timeout:g} s: raise pool= or pool_timeout=, or make calls shorter"
             ) from exc
 
-    def call(self, fn: Callable[[], T], *, repeatable: bool, what: str) -> T:
-        """Run `fn` on a leased connection; after a lost connection, reconnect and run it
-        again if it is `repeatable`, else raise OperationInterrupted naming `what`."""
-        if self._leased.get() is not None:  # a call inside a call: the outer one retries
-            return fn()
-        delays = self.reconnect.delays()
+    def restore(self, deadline: float) -> None:
+        """A working connection again, trying with back-off until `deadline` (monotonic)."""
+        attempt, last = 0, None
         while True:
-            lost = False
+            attempt += 1
             try:
-                with self.lease() as conn:
-                    try:
-                        return fn()
-                    except (errors.EmbeddingHubError, psycopg.Error):
-                        lost = conn.broken or conn.closed  # psycopg's word: the server went away
-                        raise
-            except errors.EmbeddingHubError as exc:
-                if not lost:
-                    raise
-                self._restore(delays, exc)
-                if not repeatable:
-                    raise errors.OperationInterrupted(
-                        what, may_have_committed=True, cause=str(exc).splitlines()[0],
-                        check="the hub has reconnected; versions(), list_partitions(), grants() or"
-                        " list_spaces() show whether it did",
-                    ) from exc
-
-    def _restore(self, delays: Iterator[float], cause: Exception) -> None:
-        """Get a working connection back, with back-off until the reconnect deadline."""
-        last: Exception = cause
-        while True:
-            try:
-                if self.pool is not None:  # the pool drops the broken connection itself
-                    with self.pool.connection(timeout=self.pool_timeout) as conn:
+                if self.pool is None:
+                    self.single = self.connect()
+                else:  # the pool drops broken connections itself; wait for a good one
+                    with self.pool.connection(timeout=max(0.1, deadline - time.monotonic())) as conn:
                         conn.execute("SELECT 1")
-                else:
-                    self._single = _connect(self.dsn)
                 return
             except (errors.ConnectionFailed, psycopg.Error, PoolTimeout) as exc:
                 last = exc
-            delay = next(delays, None)
-            if delay is None:
+            pause = self.retry.backoff(attempt)
+            if time.monotonic() + pause > deadline:
                 raise errors.ConnectionFailed(
-                    f"lost the connection to {redact_dsn(self.dsn)} and could not get it back within"
-                    f" {self.reconnect.deadline:g} s: {last}"
+                    f"lost the connection to {redact_dsn(self.conninfo)} and could not get it back"
+                    f" within {self.retry.deadline:g} s: {str(last).splitlines()[0] if last else ''}"
                 ) from last
-            time.sleep(delay)
+            time.sleep(pause)
 
     def close(self) -> None:
         if self.pool is not None:
             self.pool.close()
-        if self._single is not None:
-            self._single.close()
+        if self.single is not None:
+            self.single.close()
+
+
+class Session:
+    """One hub's links to its database, and what it knows about each connection's session."""
+
+    def __init__(
+        self,
+        dsn: str | Sequence[str],
+        conn: Conn | None = None,
+        *,
+        pool_size: int | None = None,
+        pool_timeout: float = 30.0,
+        keep_queries: int = 0,
+        retry: RetryPolicy | None = None,
+        reads: str = "primary",
+        read_your_writes: bool = False,
+        read_wait: float = 1.0,
+    ) -> None:
+        if reads not in READS:
+            raise errors.InvalidArgument(f"reads must be one of {READS}, not {reads!r}")
+        self.dsn = failover.merge_conninfo(dsn)
+        self.retry = retry or RetryPolicy()
+        self.primary = _Link(self.dsn, "primary", self.retry, pool_size, pool_timeout, conn)
+        self.reader: _Link | None = None
+        if reads != "primary":
+            self.reader = _Link(self.dsn, reads, self.retry, pool_size, pool_timeout)  # type: ignore[arg-type]
+        self.read_your_writes, self.read_wait = read_your_writes, read_wait
+        self.last_write_lsn: str | None = None
+        self._leased: ContextVar[Conn | None] = ContextVar("leased", default=None)
+        # Opt-in: the last `keep_queries` query vectors of each space (by id), for tune().
+        self.keep_queries = keep_queries
+        self.recent_queries: dict[int, deque[Any]] = {}
+        # Each connection's own hnsw.ef_search, so searches at that value send no SET.
+        self._ef_search: weakref.WeakKeyDictionary[Conn, str] = weakref.WeakKeyDictionary()
+
+    @property
+    def pool(self) -> ConnectionPool[Conn] | None:
+        return self.primary.pool
+
+    # -- connections --------------------------------------------------------------------
+    @property
+    def conn(self) -> Conn:
+        """The connection of the running call: the leased one, else the hub's single one."""
+        leased = self._leased.get()
+        if leased is not None:
+            return leased
+        if self.primary.single is None:
+            raise errors.InvalidArgument(
+                "a pooled hub has no connection of its own outside a call:"
+                " use `with hub.connection() as conn:` for your own SQL"
+            )
+        return self.primary.single
+
+    @contextmanager
+    def lease(self, read: bool = False) -> Iterator[Conn]:
+        """The connection for a call, held until it ends (nested leases share it)."""
+        current = self._leased.get()
+        if current is not None:
+            yield current
+            return
+        with self._read_lease() if read and self.reader is not None else self.primary.lease() as conn:
+            token = self._leased.set(conn)
+            try:
+                yield conn
+            finally:
+                self._leased.reset(token)
+
+    @contextmanager
+    def _read_lease(self) -> Iterator[Conn]:
+        assert self.reader is not None
+        with self.reader.lease() as conn:
+            lsn = self.last_write_lsn if self.read_your_writes else None
+            if lsn is None or failover.wait_for_lsn(conn, lsn, self.read_wait):
+                yield conn
+                return
+        with self.primary.lease() as conn:  # the standby lags: read your write on the primary
+            yield conn
+
+    def call(self, fn: Callable[[], T], *, repeatable: bool, what: str, read: bool = False) -> T:
+        """Run `fn` on a leased connection; after a lost connection (or a demoted primary),
+        get a new one and run it again if it is `repeatable`, else raise OperationInterrupted."""
+        if self._leased.get() is not None:  # a call inside a call: the outer one retries
+            return fn()
+        started = time.monotonic()
+        deadline = started + self.retry.deadline
+        try:
+            return self._run(fn, repeatable, what, read, deadline)
+        finally:
+            took = time.monotonic() - started
+            if took > log.SLOW_SECONDS:
+                log.logger.warning("slow call: %s took %.3f s", what, took)
+
+    def _run(self, fn: Callable[[], T], repeatable: bool, what: str, read: bool, deadline: float) -> T:
+        while True:
+            try:
+                return self._attempt(fn, read)
+            except _Lost as lost:
+                log.logger.warning("%s lost its connection (%s): reconnecting", what, lost.cause)
+                link = self.reader if read and self.reader is not None else self.primary
+                link.restore(deadline)
+                if not repeatable:
+                    raise errors.OperationInterrupted(
+                        what, may_have_committed=True, cause=lost.cause,
+                        check="the hub has reconnected; versions(), list_partitions(), grants()"
+                        " or list_spaces() show whether it did",
+                    ) from lost.__cause__
+
+    def _attempt(self, fn: Callable[[], T], read: bool) -> T:
+        with self.lease(read) as conn:
+            try:
+                result = fn()
+            except (errors.EmbeddingHubError, psycopg.Error) as exc:
+                psycopg_error = exc if isinstance(exc, psycopg.Error) else exc.__cause__
+                if conn.broken or conn.closed or (
+                    isinstance(psycopg_error, psycopg.Error) and failover.is_retryable(psycopg_error)
+                ):
+                    conn.close()  # a standby's or a dead session: the next lease gets a new one
+                    raise _Lost(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+                raise
+            if not read and self.read_your_writes and self.reader is not None:
+                self.last_write_lsn = failover.write_lsn(conn)
+            return result
+
+    def close(self) -> None:
+        self.primary.close()
+        if self.reader is not None:
+            self.reader.close()
 
     # -- what the session knows about each connection -------------------------------------
     @property
@@ -196,29 +253,50 @@ class Session:
         self.ef_search = str(row[0]) if row and row[0] else PGVECTOR_EF_SEARCH
 
 
-def _connect(dsn: str) -> psycopg.Connection[Any]:
-    conn = open_connection(dsn)
-    _register(dsn, conn)
-    return conn
+class _Lost(Exception):
+    """The call's connection is gone or no longer reaches the primary."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(cause)
+        self.cause = cause
 
 
-def _register(dsn: str, conn: psycopg.Connection[Any]) -> None:
+def session_call(*, repeatable: bool = True, read: bool = False) -> Callable[[F], F]:
+    """Run a method of an object with a `session` and a `name` through `Session.call`.
+
+    `read`: the call only reads, so it may run on a standby (`connect(reads=...)`).
+    """
+
+    def decorate(method: F) -> F:
+        @functools.wraps(method)
+        def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+            what = f"{method.__name__}() on {self.name!r}"
+            return self.session.call(
+                lambda: method(self, *args, **kwargs), repeatable=repeatable, what=what, read=read
+            )
+
+        return run  # type: ignore[return-value]
+
+    return decorate
+
+
+def _register(dsn: str, conn: Conn) -> None:
     try:
-        register_types(conn)
+        configure(conn)
     except psycopg.Error as exc:
         conn.close()
         raise errors.ConnectionFailed(f"cannot set up the connection to {redact_dsn(dsn)}: {exc}") from exc
 
 
-def _open_pool(dsn: str, size: int, timeout: float) -> ConnectionPool[psycopg.Connection[Any]]:
+def _open_pool(dsn: str, size: int, timeout: float) -> ConnectionPool[Conn]:
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise errors.InvalidArgument(f"pool must be a number of connections >= 1, not {size!r}")
-    pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+    pool: ConnectionPool[Conn] = ConnectionPool(
         dsn,
         min_size=1,
         max_size=size,
         kwargs={"autocommit": True},
-        configure=register_types,
+        configure=configure,
         open=False,
         timeout=timeout,
         name="embeddinghub",
@@ -231,17 +309,3 @@ def _open_pool(dsn: str, size: int, timeout: float) -> ConnectionPool[psycopg.Co
             f"cannot connect to {redact_dsn(dsn)}: no connection within {timeout:g} s"
         ) from exc
     return pool
-
-
-def session_call(*, repeatable: bool = True) -> Callable[[F], F]:
-    """Run a method of an object with a `session` and a `name` through `Session.call`."""
-
-    def decorate(method: F) -> F:
-        @functools.wraps(method)
-        def run(self: Any, *args: Any, **kwargs: Any) -> Any:
-            what = f"{method.__name__}() on {self.name!r}"
-            return self.session.call(lambda: method(self, *args, **kwargs), repeatable=repeatable, what=what)
-
-        return run  # type: ignore[return-value]
-
-    return decorate

@@ -88,7 +88,7 @@ class Space:
     def conn(self) -> psycopg.Connection[Any]:
         return self.handle.conn
 
-    @session_call(repeatable=True)
+    @session_call(read=True)
     def refresh(self) -> Space:
         """Re-read the space's settings from the catalog."""
         self.handle = catalog.load(self.handle.session, self.handle.hooks, self.name)
@@ -97,7 +97,7 @@ class Space:
     def __repr__(self) -> str:
         return f"<Space {self.name!r} dims={self.dims} metric={self.metric} dtype={self.dtype}>"
 
-    @session_call(repeatable=True)
+    @session_call(read=True)
     def info(self) -> dict[str, Any]:
         """Settings and live statistics of the space."""
         return catalog.info(self.handle)
@@ -144,26 +144,26 @@ class Space:
         return rows.delete_all(self.handle, partition)
 
     # -- reads ------------------------------------------------------------------------
-    @session_call(repeatable=True)
+    @session_call(read=True)
     def get(self, key: str, partition: str | None = None) -> np.ndarray:
         """The embedding of `key` (in the default partition unless `partition` is given)."""
         row: np.ndarray = self.multiget([key], partition=partition)[0]
         return row
 
-    @session_call(repeatable=True)
+    @session_call(read=True)
     def multiget(self, keys: Iterable[str], partition: str | None = None) -> np.ndarray:
         """A (len(keys), dims) float32 matrix, rows in the order of `keys`."""
         return rows.multiget(self.handle, rows.live(self.handle), keys, partition)
 
-    @session_call(repeatable=True)
+    @session_call(read=True)
     def get_metadata(self, key: str, partition: str | None = None) -> dict[str, Any] | None:
         return rows.get_metadata(self.handle, rows.live(self.handle), key, partition)
 
-    @session_call(repeatable=True)
+    @session_call(read=True)
     def __contains__(self, key: object) -> bool:
         return rows.contains(self.handle, rows.live(self.handle), key)
 
-    @session_call(repeatable=True)
+    @session_call(read=True)
     def count(self, partition: str | None = None) -> int:
         return rows.count(self.handle, rows.live(self.handle), partition)
 
@@ -183,7 +183,7 @@ class Space:
         return self.iterator()
 
     # -- nearest neighbours -----------------------------------------------------------
-    @session_call(repeatable=True)
+    @session_call(read=True)
     def nearest_neighbors(
         self,
         num: int,
@@ -207,7 +207,7 @@ class Space:
             num, keys, vectors, partition, where, version, ef_search=ef_search, key_partition=key_partition
         )[0]
 
-    @session_call(repeatable=True)
+    @session_call(read=True)
     def multi_nearest_neighbors(
         self,
         num: int,
@@ -234,7 +234,7 @@ class Space:
         """A new list partition with its own HNSW index."""
         catalog.create_partition(self.handle, name)
 
-    @session_call(repeatable=True)
+    @session_call(read=True)
     def list_partitions(self) -> list[dict[str, Any]]:
         """Partitions with their row counts."""
         return catalog.list_partitions(self.handle)
@@ -289,19 +289,19 @@ class Space:
         catalog.freeze(self.handle)
 
     # -- averaging and recommendations --------------------------------------------------
-    @session_call(repeatable=True)
+    @session_call(read=True)
     def average(
         self, keys: Sequence[str], weights: Sequence[float] | None = None, partition: str | None = None
     ) -> np.ndarray:
         """The (weighted) mean of the keys' embeddings."""
         return recommend.average(self.handle, keys, weights, partition)
 
-    @session_call(repeatable=True)
+    @session_call(read=True)
     def centroid(self, partition: str | None = None) -> np.ndarray:
         """The mean of every embedding in the space (or one partition)."""
         return recommend.centroid(self.handle, partition)
 
-    @session_call(repeatable=True)
+    @session_call(read=True)
     def recommend(
         self,
         num: int,
@@ -319,16 +319,16 @@ class Space:
         """Record the working state as a new version, in O(1): no data is copied."""
         return versions.snapshot(self.handle, tag, note)
 
-    @session_call(repeatable=True)
+    @session_call(read=True)
     def versions(self) -> list[Version]:
         return versions.list_versions(self.handle)
 
-    @session_call(repeatable=True)
+    @session_call(read=True)
     def as_of(self, version: VersionRef) -> AsOf:
         """A read-only view of the space as it was at `version` (number or tag)."""
         return AsOf(self.handle, version)
 
-    @session_call(repeatable=True)
+    @session_call(read=True)
     def diff(self, a: VersionRef, b: VersionRef | None = None) -> Diff:
         """Keys added, removed and changed from version `a` to `b` (default: working state)."""
         return versions.diff(self.handle, a, b)
@@ -352,7 +352,7 @@ class Space:
     def revoke(self, role: str, privilege: str | None = None, partition: str | None = None) -> None:
         acl.revoke(self.handle, role, privilege, partition)
 
-    @session_call(repeatable=True)
+    @session_call(read=True)
     def grants(self) -> list[Grant]:
         return acl.list_grants(self.handle)
 

@@ -286,7 +286,7 @@ class AsOf:
         return self.handle.session
 
     @property
-    @session_call(repeatable=True)
+    @session_call(read=True)
     def version(self) -> Version:
         with translate(self.name, version=self.number), self.handle.conn.cursor() as cur:
             return _version_row(cur, self.handle, self.number)
@@ -297,25 +297,25 @@ class AsOf:
         return rows.relation(self.rows)
 
     # -- reads ----------------------------------------------------------------------
-    @session_call(repeatable=True)
+    @session_call(read=True)
     def get(self, key: str, partition: str | None = None) -> np.ndarray:
         row: np.ndarray = self.multiget([key], partition=partition)[0]
         return row
 
-    @session_call(repeatable=True)
+    @session_call(read=True)
     def multiget(self, keys: Iterable[str], partition: str | None = None) -> np.ndarray:
         """A (len(keys), dims) float32 matrix of the keys' embeddings at this version."""
         return rows.multiget(self.handle, self.rows, keys, partition)
 
-    @session_call(repeatable=True)
+    @session_call(read=True)
     def get_metadata(self, key: str, partition: str | None = None) -> dict[str, Any] | None:
         return rows.get_metadata(self.handle, self.rows, key, partition)
 
-    @session_call(repeatable=True)
+    @session_call(read=True)
     def __contains__(self, key: object) -> bool:
         return rows.contains(self.handle, self.rows, key)
 
-    @session_call(repeatable=True)
+    @session_call(read=True)
     def count(self, partition: str | None = None) -> int:
         """Rows at this version (in one partition, if given). The whole-space count is the
         version's cached row_count."""
@@ -339,7 +339,7 @@ class AsOf:
     def __iter__(self) -> Iterator[Any]:
         return self.iterator()
 
-    @session_call(repeatable=True)
+    @session_call(read=True)
     def nearest_neighbors(
         self,
         num: int,
@@ -357,7 +357,7 @@ class AsOf:
             self.handle, self.rows, num, keys, vectors, partition, where, ef_search, key_partition
         )[0]
 
-    @session_call(repeatable=True)
+    @session_call(read=True)
     def multi_nearest_neighbors(
         self,
         num: int,

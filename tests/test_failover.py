@@ -101,10 +101,6 @@ def test_host_conninfos_splits_hosts_and_drops_host_selection() -> None:
     assert "target_session_attrs" not in one
 
 
-def test_redact_hides_the_password() -> None:
-    assert "s3cret" not in failover.redact("host=a password=s3cret")
-    assert "s3cret" not in failover.redact("postgresql://u:s3cret@h/db")
-
 
 def test_retry_policy_validates_and_backs_off_up_to_its_cap() -> None:
     policy = RetryPolicy(initial_backoff=0.1, max_backoff=0.4, jitter=0)

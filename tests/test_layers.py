@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "embeddinghub"
 # Bottom up. A module may import only modules of a lower layer; modules of one layer are
 # siblings that never import each other. The CLI package is one layer over its own `base`.
 LAYERS: list[tuple[str, ...]] = [
-    ("errors",),
+    ("errors", "log"),
     ("vectors", "filters", "compat"),
     ("db", "storage", "server"),
     ("migrate", "failover"),
@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("versions", "acl", "views", "recommend", "tuning", "models", "ingest"),
     ("space",),
     ("hub",),
-    ("demo",),
+    ("demo", "client"),
     ("__init__",),
     ("cli.base",),
     tuple(f"cli.{p.stem}" for p in (PACKAGE / "cli").glob("*.py") if p.stem not in ("base", "__init__")),

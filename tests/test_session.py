@@ -11,7 +11,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 import embeddinghub as eh
-from embeddinghub.session import Reconnect
+from embeddinghub.failover import RetryPolicy
 
 VICTIM = "eh_test_victim"  # the application_name of hubs whose backends the tests kill
 
@@ -145,12 +145,12 @@ def test_reconnect_gives_up_after_its_deadline(
     dsn: str, victim: str, make_space: Callable[..., eh.Space]
 ) -> None:
     name = make_space(dims=3).name
-    with eh.connect(victim, reconnect=Reconnect(deadline=0)) as hub:
+    with eh.connect(victim, retry=RetryPolicy(attempts=1, deadline=1)) as hub:
         space = hub.get_space(name)
         assert space.count() == 0
         kill_backends(dsn, hub)
         assert space.count() == 0  # one immediate reconnect is always tried
-        hub.session.dsn = "host=/nonexistent-socket-dir dbname=x connect_timeout=1"
+        hub.session.primary.conninfo = "host=/nonexistent-socket-dir dbname=x connect_timeout=1"
         kill_backends(dsn, hub)
-        with pytest.raises(eh.ConnectionFailed, match="could not get it back within 0 s"):
+        with pytest.raises(eh.ConnectionFailed, match="could not get it back within 1 s"):
             space.count()
