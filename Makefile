@@ -32,8 +32,9 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
 
 lint: $(STAMP)
-	$(BIN)/ruff check embeddinghub tests benchmarks migrations
-	$(BIN)/mypy embeddinghub
+	$(BIN)/ruff check embeddinghub tests benchmarks migrations examples deploy
+	$(BIN)/mypy --strict embeddinghub
+	$(BIN)/python -m pytest -q tests/test_layers.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist

@@ -88,6 +88,18 @@ def synthetic_clusters(
     return Dataset(f"synthetic-{n // 1000}k", keys, corpus, qs, metric)
 
 
+def index_bytes(hub: Any, space: Any) -> int:
+    """The size of a space's HNSW indexes (one per partition), in bytes."""
+    row = hub.execute(
+        "SELECT coalesce(sum(pg_relation_size(i.indexrelid)), 0) FROM pg_index i"
+        " JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam"
+        " JOIN pg_inherits h ON h.inhrelid = i.indrelid"
+        " WHERE a.amname = 'hnsw' AND h.inhparent = %s::regclass",
+        (space.tables.live.as_string(hub.conn),),
+    )
+    return int(row[0][0])
+
+
 # -- ground truth and recall -------------------------------------------------------------
 def exact_top_k(
     corpus: np.ndarray, queries: np.ndarray, k: int, metric: str, *, chunk: int = 256

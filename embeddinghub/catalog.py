@@ -9,6 +9,7 @@ the Hub passes them in explicitly.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -134,6 +135,18 @@ def check_ef_search(space: str, ef_search: object) -> int:
     return ef_search
 
 
+def check_index_kind(space: str, kind: object, dtype: str) -> str:
+    if kind not in storage.INDEX_KINDS:
+        raise errors.InvalidArgument(
+            f"space {space!r}: index must be one of {storage.INDEX_KINDS}, not {kind!r}"
+        )
+    if kind == "hnsw_halfvec" and dtype == "float16":
+        raise errors.InvalidArgument(
+            f"space {space!r}: a float16 space is stored as halfvec already; use index='hnsw'"
+        )
+    return str(kind)
+
+
 def check_target_recall(space: str, target: object) -> float:
     if isinstance(target, bool) or not isinstance(target, int | float) or not 0 < target <= 1:
         raise errors.InvalidArgument(f"space {space!r}: target_recall must be in (0, 1], not {target!r}")
@@ -188,7 +201,9 @@ def load(session: Session, hooks: Hooks, name: str) -> SpaceHandle:
         auto_partition=row["auto_partition"],
         description=row["description"],
         target_recall=row.get("target_recall"),
-        tables=storage.SpaceTables(row["id"], row["dims"], row["metric"], row["dtype"]),
+        tables=storage.SpaceTables(
+            row["id"], row["dims"], row["metric"], row["dtype"], row.get("index_kind") or "hnsw"
+        ),
     )
 
 
@@ -205,11 +220,13 @@ class SpaceSettings:
     ef_construction: int = 64
     ef_search: int = 40
     auto_partition: bool = False
+    index: str = "hnsw"
 
     def check(self) -> None:
         check_space_settings(self.name, self.dims, self.metric, self.dtype)
         check_index_params(self.name, self.m, self.ef_construction)
         check_ef_search(self.name, self.ef_search)
+        check_index_kind(self.name, self.index, self.dtype)
 
 
 def create_space(session: Session, hooks: Hooks, settings: SpaceSettings) -> SpaceHandle:
@@ -220,16 +237,16 @@ def create_space(session: Session, hooks: Hooks, settings: SpaceSettings) -> Spa
         try:
             cur.execute(
                 "INSERT INTO embeddinghub.spaces (name, dims, metric, dtype, description,"
-                " hnsw_m, hnsw_ef_construction, ef_search, auto_partition)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                " hnsw_m, hnsw_ef_construction, ef_search, auto_partition, index_kind)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
                 (s.name, s.dims, s.metric, s.dtype, s.description, s.m, s.ef_construction,
-                 s.ef_search, s.auto_partition),
+                 s.ef_search, s.auto_partition, s.index),
             )
         except psycopg.errors.UniqueViolation:
             raise errors.SpaceExists(s.name) from None
         row = cur.fetchone()
         assert row is not None
-        tables = storage.SpaceTables(row[0], s.dims, s.metric, s.dtype)
+        tables = storage.SpaceTables(row[0], s.dims, s.metric, s.dtype, s.index)
         storage.create_space_tables(cur, tables)
         storage.create_index(cur, tables, s.m, s.ef_construction)
         _insert_partition(cur, hooks, tables, DEFAULT_PARTITION)
@@ -287,6 +304,7 @@ def info(h: SpaceHandle) -> dict[str, Any]:
         "ef_construction": row["hnsw_ef_construction"],
         "ef_search": row["ef_search"],
         "auto_partition": row["auto_partition"],
+        "index": row.get("index_kind") or "hnsw",
         "description": row["description"],
         "target_recall": row.get("target_recall"),
         "created_at": row["created_at"],
@@ -430,19 +448,24 @@ def drop_index(h: SpaceHandle, cur: psycopg.Cursor[Any]) -> None:
     storage.drop_index(cur, h.tables)
 
 
-def create_index(h: SpaceHandle, m: int = 16, ef_construction: int = 64) -> None:
-    """Rebuild the HNSW index (every partition's) with new parameters."""
+def create_index(
+    h: SpaceHandle, m: int = 16, ef_construction: int = 64, index: str | None = None
+) -> None:
+    """Rebuild the HNSW index (every partition's) with new parameters, and kind if given."""
     check_index_params(h.name, m, ef_construction)
+    kind = h.tables.index_kind if index is None else check_index_kind(h.name, index, h.dtype)
+    tables = dataclasses.replace(h.tables, index_kind=kind)
     with translate(h.name), h.conn.transaction(), h.conn.cursor() as cur:
         cur.execute("SET LOCAL maintenance_work_mem = '1GB'")
         storage.drop_index(cur, h.tables)
-        with log.timed(f"rebuilding the indexes of space {h.name!r} (m={m}, ef_c={ef_construction})"):
-            storage.create_index(cur, h.tables, m, ef_construction)
+        with log.timed(f"rebuilding the {kind} index of space {h.name!r} (m={m}, ef_c={ef_construction})"):
+            storage.create_index(cur, tables, m, ef_construction)
         cur.execute(
-            "UPDATE embeddinghub.spaces SET hnsw_m = %s, hnsw_ef_construction = %s WHERE id = %s",
-            (m, ef_construction, h.id),
+            "UPDATE embeddinghub.spaces SET hnsw_m = %s, hnsw_ef_construction = %s, index_kind = %s"
+            " WHERE id = %s",
+            (m, ef_construction, kind, h.id),
         )
-    h.m, h.ef_construction = m, ef_construction
+    h.m, h.ef_construction, h.tables = m, ef_construction, tables
 
 
 def set_ef_search(h: SpaceHandle, ef_search: int) -> None:

@@ -169,10 +169,12 @@ class Hub:
         ef_construction: int = 64,
         ef_search: int = 40,
         auto_partition: bool = False,
+        index: str = "hnsw",
     ) -> Space:
-        """Create a space of `dims`-dimensional vectors, compared with `metric`."""
+        """Create a space of `dims`-dimensional vectors, compared with `metric`. `index` is
+        the kind of its HNSW index (see Space.create_index)."""
         settings = catalog.SpaceSettings(
-            name, dims, metric, dtype, description, m, ef_construction, ef_search, auto_partition
+            name, dims, metric, dtype, description, m, ef_construction, ef_search, auto_partition, index
         )
         return Space(self, catalog.create_space(self.session, HOOKS, settings))
 

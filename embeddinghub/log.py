@@ -1,9 +1,11 @@
-"""Logging on the standard `logging` module, logger `embeddinghub`: silent unless you configure it.
+"""Logging on the standard `logging` module, logger `embeddinghub`.
 
-What is logged: connects (INFO), schema migrations that ran (INFO), index builds with their
-duration (INFO), and every Hub/Space call slower than `SLOW_SECONDS` (WARNING, with its
-duration). Turn it on with e.g. `logging.basicConfig(level=logging.INFO)`, or
-`logging.getLogger("embeddinghub").setLevel(logging.INFO)` with a handler of yours.
+INFO (silent unless the application turns it on): connects, schema migrations that ran,
+index builds with their duration, every Hub/Space call slower than `SLOW_SECONDS` with its
+duration. WARNING (printed to stderr by Python's last-resort handler while the application
+has configured no logging, as for any library): a lost connection being re-established, a
+wait for a crashed embedded server's processes. Turn INFO on with e.g.
+`logging.basicConfig(level=logging.INFO)`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from contextlib import contextmanager
 __all__ = ["SLOW_SECONDS", "logger", "timed"]
 
 logger = logging.getLogger("embeddinghub")
-logger.addHandler(logging.NullHandler())  # a library stays silent until the application says
 
 SLOW_SECONDS = 1.0  # calls slower than this are logged as slow (a module setting)
 

@@ -82,6 +82,7 @@ class SpaceRecord(Base):
     auto_partition: Mapped[bool] = mapped_column(Boolean)
     description: Mapped[str | None] = mapped_column(Text)
     target_recall: Mapped[float | None] = mapped_column(REAL)
+    index_kind: Mapped[str] = mapped_column(Text)
     owner: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

@@ -109,9 +109,10 @@ def prepare(
         params.update(fparams)
     # pgvector's HNSW scan yields at most ef_search rows unless it scans iteratively; a
     # filter (or a version's own conditions) must not starve it either.
-    ef = min(catalog.EF_SEARCH_MAX, max(ef, k))
+    fetch = h.tables.candidates(k)
+    ef = min(catalog.EF_SEARCH_MAX, max(ef, fetch))
     filtered = bool(where) or any(b.conditions for b in source.branches)
-    return Request(num, k, matrix, exclude, part, conditions, params, ef, filtered or k > ef)
+    return Request(num, k, matrix, exclude, part, conditions, params, ef, filtered or fetch > ef)
 
 
 # -- run --------------------------------------------------------------------------------------
@@ -136,7 +137,7 @@ def _exact(h: SpaceHandle, source: rows.Source, req: Request, which: list[int]) 
     if source.version is None and req.partition is not None and req.partition not in h.known_partitions:
         with translate(h.name), h.conn.cursor() as cur:  # an unknown partition is an error
             catalog.ensure_partitions(h, cur, [req.partition], create=False)
-    query = knn_query(h.tables, req.k, source=source, conditions=req.conditions)
+    query = knn_query(h.tables, req.k, source=source, conditions=req.conditions, exact=True)
     conn = h.conn
     with translate(h.name, version=source.version), conn.pipeline(), conn.transaction():
         conn.execute("SET LOCAL enable_indexscan = off")
@@ -208,46 +209,54 @@ def knn_query(
     *,
     source: rows.Source | None = None,
     conditions: Sequence[sql.Composable] | None = None,
+    exact: bool = False,
 ) -> sql.Composed:
     """`SELECT key, partition, distance, metadata ... ORDER BY distance LIMIT k`.
 
     The query vector is the `%(q)s` parameter, cast to the space's vector type so each
     branch's HNSW index serves its ORDER BY. `k` is a checked int written into the text: a
     LIMIT parameter would make every prepared execution re-plan (custom plans). A source of
-    several branches (a version) is searched branch by branch and merged.
+    several branches (a version) is searched branch by branch and merged. `exact` orders
+    by the exact distance whatever the index (for answers with index scans off).
     """
     branches = (rows.Branch(t.live),) if source is None else source.branches
     if not conditions and branches == (rows.Branch(t.live),):
-        return _plain_knn_query(t, k)  # the hot path: a whole-space search
-    limit = sql.Literal(int(k))
+        return _plain_knn_query(t, k, exact)  # the hot path: a whole-space search
     if len(branches) == 1:
         b = branches[0]
-        return _branch_query(t, b.table, [*b.conditions, *(conditions or ())], limit)
-    parts = [_branch_query(t, b.table, [*b.conditions, *(conditions or ())], limit) for b in branches]
+        return _branch_query(t, b.table, [*b.conditions, *(conditions or ())], k, exact)
+    parts = [_branch_query(t, b.table, [*b.conditions, *(conditions or ())], k, exact) for b in branches]
     return sql.SQL(
         "SELECT key, partition, distance, metadata FROM ({union}) AS u ORDER BY distance LIMIT {k}"
-    ).format(union=sql.SQL(" UNION ALL ").join(sql.SQL("({})").format(p) for p in parts), k=limit)
+    ).format(
+        union=sql.SQL(" UNION ALL ").join(sql.SQL("({})").format(p) for p in parts), k=sql.Literal(k)
+    )
 
 
 def _branch_query(
-    t: SpaceTables, table: sql.Composable, conditions: Sequence[sql.Composable], limit: sql.Literal
+    t: SpaceTables, table: sql.Composable, conditions: Sequence[sql.Composable], k: int, exact: bool
 ) -> sql.Composed:
     where: sql.Composable = sql.SQL("")
     if conditions:
         where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions)
-    distance = sql.SQL("embedding {op} %(q)s::{vt}").format(op=t.operator, vt=t.vector_type)
-    return sql.SQL(
+    order = t.distance() if exact else t.index_order()
+    fetch = k if exact else t.candidates(k)
+    query = sql.SQL(
         "SELECT key, partition, {distance} AS distance, metadata FROM {table}{where}"
-        " ORDER BY {distance} LIMIT {k}"
-    ).format(distance=distance, table=table, where=where, k=limit)
+        " ORDER BY {order} LIMIT {fetch}"
+    ).format(distance=t.distance(), table=table, where=where, order=order, fetch=sql.Literal(fetch))
+    if fetch == k:
+        return query
+    # Binary quantization: the index finds candidates by Hamming distance; re-rank exactly.
+    return sql.SQL("SELECT * FROM ({}) AS c ORDER BY distance LIMIT {}").format(query, sql.Literal(k))
 
 
 @functools.lru_cache(maxsize=1024)
-def _plain_knn_query(t: SpaceTables, k: int) -> sql.Composed:
+def _plain_knn_query(t: SpaceTables, k: int, exact: bool) -> sql.Composed:
     # Built once per space and k: composing costs about as much as a fast search's own
     # client time. Rendered to a plain SQL string (names are ASCII), so executing it
     # re-composes nothing.
-    text = _branch_query(t, t.live, [], sql.Literal(int(k))).as_string(None)
+    text = _branch_query(t, t.live, [], int(k), exact).as_string(None)
     return sql.Composed([sql.SQL(text)])
 
 

@@ -196,7 +196,7 @@ class Session:
         finally:
             took = time.monotonic() - started
             if took > log.SLOW_SECONDS:
-                log.logger.warning("slow call: %s took %.3f s", what, took)
+                log.logger.info("slow call: %s took %.3f s", what, took)
 
     def _run(self, fn: Callable[[], T], repeatable: bool, what: str, read: bool, deadline: float) -> T:
         while True:

@@ -77,6 +77,10 @@ class Space:
         return self.handle.description
 
     @property
+    def index(self) -> str:
+        return self.handle.tables.index_kind
+
+    @property
     def session(self) -> Session:
         return self.handle.session
 
@@ -246,9 +250,11 @@ class Space:
 
     # -- index ------------------------------------------------------------------------
     @session_call(repeatable=True)
-    def create_index(self, m: int = 16, ef_construction: int = 64) -> None:
-        """Rebuild the HNSW index (every partition's) with new parameters."""
-        catalog.create_index(self.handle, m, ef_construction)
+    def create_index(self, m: int = 16, ef_construction: int = 64, index: str | None = None) -> None:
+        """Rebuild the HNSW index (every partition's) with new parameters; `index` changes
+        its kind: "hnsw" (the vectors), "hnsw_halfvec" (half-precision copies, float32
+        spaces), "hnsw_bit" (binary quantization, re-ranked by the exact distance)."""
+        catalog.create_index(self.handle, m, ef_construction, index)
 
     @session_call(repeatable=True)
     def set_ef_search(self, ef_search: int) -> None:

@@ -26,6 +26,11 @@ OPCLASS = {
 OPERATOR = {"l2": "<->", "cosine": "<=>", "ip": "<#>"}
 VECTOR_TYPE = {"float32": "vector", "float16": "halfvec"}
 MAX_INDEXED_DIMS = {"float32": 2000, "float16": 4000}
+# The HNSW index of a space: over the stored vectors, over their half-precision copies (half
+# the size, float32 spaces only), or over their binary quantization (1 bit a dimension,
+# searched by Hamming distance, then re-ranked by the exact distance).
+INDEX_KINDS = ("hnsw", "hnsw_halfvec", "hnsw_bit")
+RERANK = 4  # a binary-quantized search fetches RERANK * k candidates to re-rank exactly
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,7 @@ class SpaceTables:
     dims: int
     metric: str
     dtype: str
+    index_kind: str = "hnsw"
 
     @property
     def live_name(self) -> str:
@@ -87,7 +93,40 @@ class SpaceTables:
 
     @property
     def opclass(self) -> sql.SQL:
+        if self.index_kind == "hnsw_halfvec":
+            return sql.SQL(OPCLASS[("float16", self.metric)])
+        if self.index_kind == "hnsw_bit":
+            return sql.SQL("bit_hamming_ops")
         return sql.SQL(OPCLASS[(self.dtype, self.metric)])
+
+    @property
+    def indexed(self) -> sql.Composable:
+        """What the HNSW index is built over: the column, or an expression of it."""
+        d = sql.Literal(self.dims)
+        if self.index_kind == "hnsw_halfvec":
+            return sql.SQL("(embedding::halfvec({}))").format(d)
+        if self.index_kind == "hnsw_bit":
+            return sql.SQL("(binary_quantize(embedding)::bit({}))").format(d)
+        return sql.SQL("embedding")
+
+    def distance(self) -> sql.Composable:
+        """The exact distance to the query vector `%(q)s`."""
+        return sql.SQL("embedding {} %(q)s::{}").format(self.operator, self.vector_type)
+
+    def index_order(self) -> sql.Composable:
+        """The ORDER BY that the space's HNSW index serves (approximate for halfvec and bit)."""
+        d = sql.Literal(self.dims)
+        if self.index_kind == "hnsw_halfvec":
+            return sql.SQL("(embedding::halfvec({d})) {op} %(q)s::halfvec({d})").format(d=d, op=self.operator)
+        if self.index_kind == "hnsw_bit":
+            return sql.SQL("(binary_quantize(embedding)::bit({d})) <~> binary_quantize(%(q)s::{vt})").format(
+                d=d, vt=self.vector_type
+            )
+        return self.distance()
+
+    def candidates(self, k: int) -> int:
+        """How many rows the index scan must yield for an answer of k."""
+        return k * RERANK if self.index_kind == "hnsw_bit" else k
 
 
 def create_space_tables(cur: Cursor[Any], t: SpaceTables) -> None:
@@ -175,11 +214,12 @@ def create_index(cur: Cursor[Any], t: SpaceTables, m: int, ef_construction: int)
     """
     cur.execute(
         sql.SQL(
-            "CREATE INDEX {name} ON {live} USING hnsw (embedding {opclass}) "
+            "CREATE INDEX {name} ON {live} USING hnsw ({indexed} {opclass}) "
             "WITH (m = {m}, ef_construction = {efc})"
         ).format(
             name=t.index_name,
             live=t.live,
+            indexed=t.indexed,
             opclass=t.opclass,
             m=sql.Literal(m),
             efc=sql.Literal(ef_construction),

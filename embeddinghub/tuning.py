@@ -68,7 +68,7 @@ class _Probe:
         if partition is not None:
             self.conditions, self.params = [sql.SQL("partition = %(part)s")], {"part": partition}
         self.queries, self.selves = queries.vectors, queries.selves
-        exact = knn_query(h.tables, k + 1, conditions=self.conditions)
+        exact = knn_query(h.tables, k + 1, conditions=self.conditions, exact=True)
         self.truth: list[set[tuple[str, str]]] = []
         with translate(h.name), h.conn.transaction():
             h.conn.execute("SET LOCAL enable_indexscan = off")  # an exact scan
@@ -85,7 +85,7 @@ class _Probe:
             with translate(self.h.name):
                 (found,) = run_knn(
                     self.h.session, self.h.tables, self.conditions, [{**self.params, "q": q}],
-                    max(ef, self.k + 1), k=self.k + 1,
+                    min(catalog.EF_SEARCH_MAX, max(ef, self.h.tables.candidates(self.k + 1))), k=self.k + 1,
                 )
             times.append(time.perf_counter() - started)
             got = _top(found, me, self.k)

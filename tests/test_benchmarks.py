@@ -132,3 +132,14 @@ def test_core_bench_on_a_small_dataset(hub: eh.Hub) -> None:
     assert recall["embeddinghub"] >= 0.9 and recall["raw_pgvector"] >= 0.9
     assert not hub.has_space(f"bench_core_{ds.name}")  # cleaned up
     assert not hub.execute("SELECT 1 FROM pg_tables WHERE tablename LIKE 'eh_bench_raw_%'")
+
+
+def test_index_bench_draws_its_plot(hub: eh.Hub) -> None:
+    from benchmarks import bench_index
+
+    rows: list[dict[str, Any]] = []
+    bench_index.run(hub, rows.append, quick=True)
+    labels = {r["index"] for r in rows}
+    assert labels == {*bench_index.KINDS, bench_index.RAW_LABEL}
+    assert all(0 <= r["recall@10"] <= 1 and r["qps (1/median)"] > 0 for r in rows)
+    assert bench_index.PLOT.stat().st_size > 10_000  # a PNG with something drawn in it

@@ -189,3 +189,48 @@ def test_hub_reads_its_own_writes_on_replicas(healthy_cluster: Any) -> None:
             hub.delete_space(name)
     with pytest.raises(eh.InvalidArgument, match="reads"):
         eh.connect(healthy_cluster.dsn(), reads="standby")
+
+
+def test_versioned_reads_sql_functions_and_views_answer_on_standbys(
+    healthy_cluster: Any, demo_vectors: tuple[list[str], np.ndarray]
+) -> None:
+    import psycopg
+    from pgvector.psycopg import register_vector
+
+    from embeddinghub import failover
+
+    keys, vectors = demo_vectors
+    name = f"hasb_{uuid.uuid4().hex[:8]}"
+    with eh.connect(healthy_cluster.dsn(), retry=RETRY) as writer:
+        space = writer.create_space(name, dims=vectors.shape[1], metric="cosine")
+        try:
+            space.multiset(keys[:300], vectors[:300])
+            v1 = space.snapshot(tag="v1")
+            space.delete(keys[0])
+            lsn = failover.write_lsn(writer.conn)
+            with eh.connect(healthy_cluster.dsn(), retry=RETRY, reads="replica") as reader:
+                on_replica = reader.get_space(name)
+                old = on_replica.as_of("v1")
+                assert np.allclose(old.get(keys[0]), vectors[0], atol=1e-6)  # deleted since v1
+                assert keys[0] not in on_replica
+            for node in healthy_cluster.nodes:
+                with psycopg.connect(healthy_cluster.node_dsn(node.name), autocommit=True) as c:
+                    register_vector(c)
+                    assert failover.wait_for_lsn(c, lsn, timeout=30)
+                    standby = c.execute("SELECT pg_is_in_recovery()").fetchone()
+                    got = c.execute(
+                        "SELECT key FROM embeddinghub.nearest_neighbors(%s, %s, 3)", (name, vectors[1])
+                    ).fetchall()
+                    assert got[0][0] == keys[1], node.name
+                    at_v1 = c.execute(
+                        "SELECT count(*) FROM embeddinghub.as_of(%s, %s)", (name, v1.number)
+                    ).fetchone()
+                    assert at_v1 == (300,), (node.name, standby)
+                    view = c.execute(
+                        psycopg.sql.SQL("SELECT count(*) FROM embeddinghub_views.{}").format(
+                            psycopg.sql.Identifier(name)
+                        )
+                    ).fetchone()
+                    assert view == (299,), node.name
+        finally:
+            writer.delete_space(name)
