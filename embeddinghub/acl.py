@@ -115,6 +115,12 @@ def create_role(
             cur.execute(sql.SQL("CREATE ROLE {} WITH ").format(sql.Identifier(role)) + options)
         except psycopg.errors.DuplicateObject:
             raise errors.InvalidArgument(f"role {role!r} already exists") from None
+        except psycopg.errors.InsufficientPrivilege:
+            user = sql.Identifier(conn.info.user).as_string(cur)
+            raise errors.AdminRequired(
+                f"role {conn.info.user!r} may not create role {role!r}",
+                f"ALTER ROLE {user} CREATEROLE;",
+            ) from None
         for group in groups:
             _require_role(cur, group)
             cur.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(role)))

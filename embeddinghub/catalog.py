@@ -385,16 +385,17 @@ def lock_for_write(h: SpaceHandle, cur: psycopg.Cursor[Any]) -> None:
     The row trigger takes it too, but only once the write statement runs, and a READ
     COMMITTED statement sees the rows committed when it started: a delete that waited there
     for a rollback would miss the rows the rollback put back, and leave them in place.
-    Taken first, the write statements start after any rollback or snapshot committed.
+    Taken first, the write statements start after any rollback or snapshot committed. A
+    no-op DELETE takes it: its statement trigger locks the space's catalog row for writers
+    (sql/triggers.sql), with nothing more than the privileges a writer has anyway.
     """
-    cur.execute("SELECT pg_advisory_xact_lock_shared(embeddinghub.space_lock_key(), %s)", (h.id,))
+    cur.execute(sql.SQL("DELETE FROM {} WHERE false").format(h.tables.live))
 
 
 def refuse_if_frozen(h: SpaceHandle, cur: psycopg.Cursor[Any]) -> None:
     """Partition DDL is no row write, so the row trigger cannot refuse it: check here,
     holding the writers' lock so a concurrent freeze() waits for this transaction."""
-    lock_for_write(h, cur)
-    cur.execute("SELECT frozen FROM embeddinghub.spaces WHERE id = %s", (h.id,))
+    cur.execute("SELECT embeddinghub.lock_space_for_write(%s)", (h.id,))
     row = cur.fetchone()
     if row and row[0]:
         raise errors.SpaceFrozen(h.name, "it is frozen: partitions cannot change")

@@ -117,6 +117,11 @@ def from_db_error(
         if version is not None:  # the version the caller asked for, by number or tag
             return errors.VersionNotFound(space or "?", version)
         return _verbatim(errors.VersionNotFound(space or "?", "?"), diag)
+    if state == "55P03":  # lock_timeout: the SQL message names the space and what to do
+        if diag.startswith('space "'):
+            return errors.SpaceBusy(diag)
+        return errors.SpaceBusy(f"{where}{diag}: another transaction holds a lock this needs;"
+                                " nothing was changed, retry later")
     if state == "EHARG":  # most SQL messages already name the space
         return errors.InvalidArgument(diag if diag.startswith("space ") else f"{where}{diag}")
     raced = _raced(exc, state, space)
@@ -175,10 +180,6 @@ def _server_error(
         )
     if state == "57014":
         return errors.OperationCancelled(f"{where}the statement was cancelled ({diag}); nothing was written")
-    if state == "55P03":
-        return errors.LockTimeout(
-            f"{where}gave up waiting for a lock held by another transaction ({diag}); retry later"
-        )
     if state == "53100":
         return errors.DiskFull(
             f"{where}the database server's disk is full ({diag}); nothing was written:"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "AdminRequired",
     "Conflict",
     "ConnectionFailed",
     "DimensionMismatch",
@@ -19,6 +20,7 @@ __all__ = [
     "PermissionDenied",
     "ResourceExhausted",
     "ServerError",
+    "SpaceBusy",
     "SpaceExists",
     "SpaceFrozen",
     "SpaceNotFound",
@@ -102,6 +104,16 @@ class ConnectionFailed(EmbeddingHubError):
     pass
 
 
+class AdminRequired(PermissionDenied):
+    """The database lacks something only an administrator can provide (the pgvector
+    extension, CREATEROLE, CREATE on the database, a locked-down `public` schema).
+    The message gives the exact SQL to ask the administrator to run; `sql` holds it too."""
+
+    def __init__(self, message: str, sql: str) -> None:
+        super().__init__(f"{message}; ask an administrator to run: {sql}")
+        self.sql = sql
+
+
 class OperationInterrupted(ConnectionFailed):
     """The connection was lost (e.g. a failover) while a call that is not safe to repeat ran.
 
@@ -141,6 +153,12 @@ class OperationCancelled(ServerError):
 
 class LockTimeout(ServerError):
     """The statement waited longer than `lock_timeout` for another transaction's lock."""
+
+
+class SpaceBusy(LockTimeout):
+    """An owner-side operation (snapshot, rollback, prune, freeze, partition change), or any
+    statement, waited longer than its lock timeout for the space's writers; nothing was
+    changed."""
 
 
 class ResourceExhausted(ServerError):

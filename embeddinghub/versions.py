@@ -227,6 +227,8 @@ def rollback(space: SpaceHandle | SupportsHandle, ref: VersionRef) -> Version:
 def _restore_partitions(h: SpaceHandle, cur: psycopg.Cursor[Any], number: int) -> list[str]:
     # Creating a partition locks the parent: take that lock before the space lock, in the
     # order writers take them (see sql/versions.sql).
+    # Bounded like every owner-side wait (SpaceBusy), so readers do not queue behind it.
+    cur.execute("SELECT set_config('lock_timeout', embeddinghub.owner_lock_timeout(), true)")
     cur.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(h.tables.live))
     cur.execute("SELECT frozen FROM embeddinghub.version_space(%s, exclusive => true)", (h.name,))
     row = cur.fetchone()

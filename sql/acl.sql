@@ -46,16 +46,19 @@
 
 -- -- schemas and catalog: visible to everyone, filtered by RLS --------------------------------
 GRANT USAGE ON SCHEMA embeddinghub, embeddinghub_data, embeddinghub_views TO PUBLIC;
-GRANT SELECT ON embeddinghub.spaces, embeddinghub.partitions, embeddinghub.versions,
-    embeddinghub.grants TO PUBLIC;
+GRANT SELECT ON embeddinghub.spaces, embeddinghub.partitions, embeddinghub.grants TO PUBLIC;
+-- Read through the view embeddinghub.versions (below), never directly.
+REVOKE ALL ON embeddinghub.version_log FROM PUBLIC;
 -- connect() reads the schema revision before anything else.
 GRANT SELECT ON embeddinghub.alembic_version TO PUBLIC;
 
 -- -- lookups for the catalog policies and for people --------------------------------------------
+-- The helpers the catalog policies call have SQL-standard bodies: parsed once, here, under
+-- the migration's search_path (pg_catalog only), so no object planted later in any schema
+-- can change what an operator or function in them means, for any caller. Pinned as well.
 CREATE OR REPLACE FUNCTION embeddinghub.privilege_level(privilege text) RETURNS integer
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT CASE privilege WHEN 'read' THEN 1 WHEN 'write' THEN 2 WHEN 'admin' THEN 3 END
-$$;
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+RETURN CASE privilege WHEN 'read' THEN 1 WHEN 'write' THEN 2 WHEN 'admin' THEN 3 END;
 
 -- The grants the current user holds, directly or inherited through role membership ('USAGE':
 -- the same rule Postgres applies to table privileges and to policies TO a role). A plain
@@ -72,28 +75,34 @@ GRANT SELECT ON embeddinghub.my_grants TO PUBLIC;
 
 -- Superusers, the catalog owner and the roles that inherit from it.
 CREATE OR REPLACE FUNCTION embeddinghub.is_hub_owner() RETURNS boolean
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT pg_catalog.pg_has_role(current_user, c.relowner, 'USAGE')
-    FROM pg_catalog.pg_class c
-    WHERE c.oid = 'embeddinghub.spaces'::pg_catalog.regclass
-$$;
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+RETURN (SELECT pg_catalog.pg_has_role(current_user, c.relowner, 'USAGE')
+        FROM pg_catalog.pg_class c
+        WHERE c.oid = 'embeddinghub.spaces'::pg_catalog.regclass);
+
+-- Roles a grant must never name: the hub owner (and its members), superusers and BYPASSRLS
+-- roles. They see everything already, and the privilege sync would revoke the owner's own
+-- table privileges (an admin could lock the owner out of its hub).
+CREATE OR REPLACE FUNCTION embeddinghub.is_privileged_role(role_oid oid) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+RETURN (SELECT r.rolsuper OR r.rolbypassrls OR pg_catalog.pg_has_role(r.oid, c.relowner, 'MEMBER')
+        FROM pg_catalog.pg_roles r, pg_catalog.pg_class c
+        WHERE r.oid = role_oid AND c.oid = 'embeddinghub.spaces'::pg_catalog.regclass);
 
 -- May the current user `need` (read|write|admin) every partition of space `sid`?
 CREATE OR REPLACE FUNCTION embeddinghub.acl_space(sid integer, need text) RETURNS boolean
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT embeddinghub.is_hub_owner() OR EXISTS (
-        SELECT 1 FROM embeddinghub.my_grants a
-        WHERE a.space_id = sid AND a.partition IS NULL
-          AND embeddinghub.privilege_level(a.privilege) >= embeddinghub.privilege_level(need))
-$$;
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+RETURN embeddinghub.is_hub_owner() OR EXISTS (
+    SELECT 1 FROM embeddinghub.my_grants a
+    WHERE a.space_id = sid AND a.partition IS NULL
+      AND embeddinghub.privilege_level(a.privilege) >= embeddinghub.privilege_level(need));
 
 -- May the current user grant and revoke on (space `sid`, partition `part`; NULL = whole space)?
 CREATE OR REPLACE FUNCTION embeddinghub.acl_can_admin(sid integer, part text) RETURNS boolean
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT embeddinghub.acl_space(sid, 'admin') OR (part IS NOT NULL AND EXISTS (
-        SELECT 1 FROM embeddinghub.my_grants a
-        WHERE a.space_id = sid AND a.partition = part AND a.privilege = 'admin'))
-$$;
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+RETURN embeddinghub.acl_space(sid, 'admin') OR (part IS NOT NULL AND EXISTS (
+    SELECT 1 FROM embeddinghub.my_grants a
+    WHERE a.space_id = sid AND a.partition = part AND a.privilege = 'admin'));
 
 -- For people and tools: may the current user `need` (read|write|admin) space `space`, or
 -- one partition of it? False for a space it cannot see, exactly as for a missing one.
@@ -148,6 +157,13 @@ DECLARE
     hist regclass := to_regclass(format('embeddinghub_data.%I', 's' || g.space_id || '_history'));
     rows_of text := CASE WHEN g.partition IS NULL THEN 'true'
                          ELSE format('partition = %L', g.partition) END;
+    -- History rows of an earlier partition of the same name ended before this one was
+    -- created (its rows were deleted when it was dropped): admit only rows born since.
+    born_since bigint := (SELECT p.created_version FROM embeddinghub.partitions p
+                          WHERE p.id = g.partition_id);
+    hist_rows_of text := CASE WHEN g.partition IS NULL THEN 'true'
+                              ELSE format('partition = %L AND valid_from >= %s', g.partition,
+                                          coalesce(born_since, 9223372036854775807)) END;
     prefix text := 'eh_g' || g.id || '_';
     p record;
 BEGIN
@@ -163,7 +179,7 @@ BEGIN
     EXECUTE format('CREATE POLICY %I ON %s FOR SELECT TO %I USING (%s)',
                    prefix || 'select', live, g.role, rows_of);
     EXECUTE format('CREATE POLICY %I ON %s FOR SELECT TO %I USING (%s)',
-                   prefix || 'select', hist, g.role, rows_of);
+                   prefix || 'select', hist, g.role, hist_rows_of);
     IF embeddinghub.privilege_level(g.privilege) >= 2 THEN
         EXECUTE format('CREATE POLICY %I ON %s FOR INSERT TO %I WITH CHECK (%s)',
                        prefix || 'insert', live, g.role, rows_of);
@@ -206,6 +222,9 @@ DECLARE
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = rname) THEN
         RETURN;  -- the role is gone, and its privileges with it
+    END IF;
+    IF embeddinghub.is_privileged_role((SELECT oid FROM pg_roles WHERE rolname = rname)) THEN
+        RETURN;  -- never revoke the hub owner's own privileges (such grants are refused)
     END IF;
     SELECT max(embeddinghub.privilege_level(g.privilege)) INTO top
     FROM embeddinghub.grants g WHERE g.space_id = sid AND g.role = rname;
@@ -270,10 +289,14 @@ BEGIN
         RAISE EXCEPTION 'space "%": role "%" does not exist', space_name, NEW.role
             USING ERRCODE = 'EHARG';
     END IF;
-    IF NEW.partition IS NOT NULL AND NOT EXISTS (
+    IF embeddinghub.is_privileged_role((SELECT oid FROM pg_roles WHERE rolname = NEW.role)) THEN
+        RAISE EXCEPTION 'space "%": role "%" is the hub owner, a member of it, a superuser or a BYPASSRLS role: it sees everything already, so grants to it are refused',
+            space_name, NEW.role USING ERRCODE = 'EHARG';
+    END IF;
+    IF NEW.partition IS NOT NULL AND (NEW.partition_id IS NULL OR NOT EXISTS (
         SELECT 1 FROM embeddinghub.partitions p
-        WHERE p.space_id = NEW.space_id AND p.name = NEW.partition
-    ) THEN
+        WHERE p.id = NEW.partition_id AND p.space_id = NEW.space_id AND p.name = NEW.partition
+    )) THEN
         RAISE EXCEPTION 'partition "%" does not exist in space "%"', NEW.partition, space_name
             USING ERRCODE = 'EHARG';
     END IF;
@@ -282,6 +305,40 @@ BEGIN
     RETURN NULL;
 END
 $$;
+
+-- A partition grant names the partition by identity (partition_id, filled in here from its
+-- name; a value given by the inserter is ignored), so dropping the partition drops the grant
+-- (ON DELETE CASCADE) and a partition re-created under the same name starts with none.
+-- SECURITY DEFINER: a partition admin may not see the partition row's id otherwise; it only
+-- fills a column of a row the grants table's RLS then checks.
+CREATE OR REPLACE FUNCTION embeddinghub.on_grant_insert() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_RELID <> 'embeddinghub.grants'::regclass THEN
+        RAISE EXCEPTION 'on_grant_insert fires on embeddinghub.grants only' USING ERRCODE = '42501';
+    END IF;
+    NEW.partition_id := (SELECT p.id FROM embeddinghub.partitions p
+                         WHERE p.space_id = NEW.space_id AND p.name = NEW.partition);
+    RETURN NEW;
+END
+$$;
+REVOKE ALL ON FUNCTION embeddinghub.on_grant_insert() FROM PUBLIC;
+DROP TRIGGER IF EXISTS partition_identity ON embeddinghub.grants;
+CREATE TRIGGER partition_identity BEFORE INSERT ON embeddinghub.grants
+FOR EACH ROW EXECUTE FUNCTION embeddinghub.on_grant_insert();
+
+-- Every partition records the working version it was born at (see grant_policies).
+CREATE OR REPLACE FUNCTION embeddinghub.on_partition_insert() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    NEW.created_version := (SELECT s.head_version FROM embeddinghub.spaces s
+                            WHERE s.id = NEW.space_id);
+    RETURN NEW;
+END
+$$;
+DROP TRIGGER IF EXISTS created_version ON embeddinghub.partitions;
+CREATE TRIGGER created_version BEFORE INSERT ON embeddinghub.partitions
+FOR EACH ROW EXECUTE FUNCTION embeddinghub.on_partition_insert();
 
 -- SECURITY DEFINER trigger functions must fire only where they were attached: anyone may
 -- put a trigger on a temp table of their own, naming any function they may EXECUTE, and
@@ -303,7 +360,7 @@ REVOKE ALL ON FUNCTION embeddinghub.sync_privileges(integer, text) FROM PUBLIC;
 -- -- row-level security on the catalog ------------------------------------------------------
 ALTER TABLE embeddinghub.spaces ENABLE ROW LEVEL SECURITY;
 ALTER TABLE embeddinghub.partitions ENABLE ROW LEVEL SECURITY;
-ALTER TABLE embeddinghub.versions ENABLE ROW LEVEL SECURITY;
+ALTER TABLE embeddinghub.version_log ENABLE ROW LEVEL SECURITY;
 ALTER TABLE embeddinghub.grants ENABLE ROW LEVEL SECURITY;
 
 DO $$
@@ -312,7 +369,7 @@ DECLARE
 BEGIN
     FOR p IN SELECT polrelid::regclass::text AS tbl, polname FROM pg_policy
              WHERE polrelid IN ('embeddinghub.spaces'::regclass, 'embeddinghub.partitions'::regclass,
-                                'embeddinghub.versions'::regclass, 'embeddinghub.grants'::regclass)
+                                'embeddinghub.version_log'::regclass, 'embeddinghub.grants'::regclass)
     LOOP
         EXECUTE format('DROP POLICY %I ON %s', p.polname, p.tbl);
     END LOOP;
@@ -324,7 +381,7 @@ CREATE POLICY eh_owner ON embeddinghub.spaces FOR ALL
     USING ((SELECT embeddinghub.is_hub_owner())) WITH CHECK ((SELECT embeddinghub.is_hub_owner()));
 CREATE POLICY eh_owner ON embeddinghub.partitions FOR ALL
     USING ((SELECT embeddinghub.is_hub_owner())) WITH CHECK ((SELECT embeddinghub.is_hub_owner()));
-CREATE POLICY eh_owner ON embeddinghub.versions FOR ALL
+CREATE POLICY eh_owner ON embeddinghub.version_log FOR ALL
     USING ((SELECT embeddinghub.is_hub_owner())) WITH CHECK ((SELECT embeddinghub.is_hub_owner()));
 CREATE POLICY eh_owner ON embeddinghub.grants FOR ALL
     USING ((SELECT embeddinghub.is_hub_owner())) WITH CHECK ((SELECT embeddinghub.is_hub_owner()));
@@ -335,8 +392,21 @@ CREATE POLICY eh_visible ON embeddinghub.partitions FOR SELECT USING (
     EXISTS (SELECT 1 FROM embeddinghub.my_grants a
             WHERE a.space_id = partitions.space_id
               AND (a.partition IS NULL OR a.partition = partitions.name)));
-CREATE POLICY eh_visible ON embeddinghub.versions FOR SELECT USING (
-    EXISTS (SELECT 1 FROM embeddinghub.my_grants a WHERE a.space_id = versions.space_id));
+CREATE POLICY eh_visible ON embeddinghub.version_log FOR SELECT USING (
+    EXISTS (SELECT 1 FROM embeddinghub.my_grants a WHERE a.space_id = version_log.space_id));
+
+-- The versions of the spaces the caller can see. The cached row_count is a whole-space
+-- figure: shown to the hub owner and whole-space grantees, NULL for partition grantees
+-- (list_versions() counts their rows). A plain view (its owner reads version_log) that
+-- filters by the caller itself, like my_grants; security_barrier keeps leaky functions of
+-- the caller behind the filter.
+CREATE OR REPLACE VIEW embeddinghub.versions WITH (security_barrier = true) AS
+SELECT v.space_id, v.number, v.tag, v.note, v.created_at, v.created_by,
+       CASE WHEN embeddinghub.acl_space(v.space_id, 'read') THEN v.row_count END AS row_count
+FROM embeddinghub.version_log v
+WHERE embeddinghub.is_hub_owner()
+   OR EXISTS (SELECT 1 FROM embeddinghub.my_grants a WHERE a.space_id = v.space_id);
+GRANT SELECT ON embeddinghub.versions TO PUBLIC;
 -- Your own grants (any role you inherit from), and every grant in a scope you administer.
 CREATE POLICY eh_visible ON embeddinghub.grants FOR SELECT USING (
     EXISTS (SELECT 1 FROM pg_catalog.pg_roles r

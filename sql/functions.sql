@@ -4,8 +4,10 @@
 -- would. A space the caller may not see is reported exactly like one that does not exist.
 -- Errors carry the SQLSTATEs embeddinghub.db maps to Python errors:
 --   EHNSP space not found, EHKEY key not found, EHARG bad argument.
--- Space tables are named from the space id (never user text); pgvector's types and
--- operators are schema-qualified, so the caller's search_path does not matter.
+-- Space tables are named from the space id (never user text); pgvector's types, functions
+-- and operators are schema-qualified (@vector@ is its schema, written in by the migration),
+-- and search_path is pinned to pg_catalog, so neither the caller's path nor objects planted
+-- in a writable schema (pgvector's own `public` included) change what a name means here.
 
 -- The catalog row of `space`, or EHNSP.
 CREATE OR REPLACE FUNCTION embeddinghub.space_row(space text) RETURNS embeddinghub.spaces
@@ -51,11 +53,11 @@ $$;
 
 -- The stored embedding of (partition, key) as a vector, or EHKEY.
 CREATE OR REPLACE FUNCTION embeddinghub.key_vector(s embeddinghub.spaces, k text, part text)
-RETURNS vector
+RETURNS @vector@.vector
 LANGUAGE plpgsql STABLE SECURITY INVOKER AS $$
 DECLARE
     vs text := embeddinghub.vector_schema();
-    v vector;
+    v @vector@.vector;
 BEGIN
     IF k IS NULL THEN
         RAISE EXCEPTION 'space "%": key must not be null', s.name USING ERRCODE = 'EHARG';
@@ -92,7 +94,7 @@ $$;
 -- Shared by both searches: checks, and the per-query HNSW settings (restored on return
 -- by the callers' SET clauses).
 CREATE OR REPLACE FUNCTION embeddinghub.prepare_search(
-    s embeddinghub.spaces, query vector, k integer
+    s embeddinghub.spaces, query @vector@.vector, k integer
 ) RETURNS void
 LANGUAGE plpgsql SECURITY INVOKER AS $$
 BEGIN
@@ -100,9 +102,9 @@ BEGIN
         RAISE EXCEPTION 'space "%": the query vector must not be null', s.name
             USING ERRCODE = 'EHARG';
     END IF;
-    IF vector_dims(query) <> s.dims THEN
+    IF @vector@.vector_dims(query) <> s.dims THEN
         RAISE EXCEPTION 'space "%" has % dims; got a query vector of % dims',
-            s.name, s.dims, vector_dims(query) USING ERRCODE = 'EHARG';
+            s.name, s.dims, @vector@.vector_dims(query) USING ERRCODE = 'EHARG';
     END IF;
     IF k IS NULL OR k < 1 THEN
         RAISE EXCEPTION 'space "%": k must be a positive integer, not %', s.name,
@@ -120,7 +122,7 @@ $$;
 -- The k nearest rows to `query` in `space` (all partitions, or only `part`), closest first.
 -- distance is pgvector's for the space's metric: L2, cosine distance, or negative inner product.
 CREATE OR REPLACE FUNCTION embeddinghub.nearest_neighbors(
-    space text, query vector, k integer DEFAULT 10, part text DEFAULT NULL
+    space text, query @vector@.vector, k integer DEFAULT 10, part text DEFAULT NULL
 ) RETURNS TABLE (key text, partition text, distance double precision)
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET hnsw.ef_search = 40 SET hnsw.iterative_scan = 'off' AS $$
@@ -146,7 +148,7 @@ SET hnsw.ef_search = 40 SET hnsw.iterative_scan = 'off' AS $$
 DECLARE
     s embeddinghub.spaces := embeddinghub.space_row(space);
     key_part text := embeddinghub.check_partition(s, part);
-    q vector := embeddinghub.key_vector(s, query_key, key_part);
+    q @vector@.vector := embeddinghub.key_vector(s, query_key, key_part);
 BEGIN
     PERFORM embeddinghub.prepare_search(s, q, k);
     RETURN QUERY EXECUTE format(
@@ -159,7 +161,7 @@ $$;
 
 -- The embedding of `key` (in `part`, or 'default') as a vector.
 CREATE OR REPLACE FUNCTION embeddinghub.get(space text, key text, part text DEFAULT NULL)
-RETURNS vector
+RETURNS @vector@.vector
 LANGUAGE plpgsql STABLE SECURITY INVOKER AS $$
 DECLARE
     s embeddinghub.spaces := embeddinghub.space_row(space);
@@ -171,14 +173,14 @@ $$;
 -- The mean of the embeddings of `keys` (in `part`, or 'default'); a key listed twice counts
 -- twice. EHKEY names the first missing key.
 CREATE OR REPLACE FUNCTION embeddinghub.average(space text, keys text[], part text DEFAULT NULL)
-RETURNS vector
+RETURNS @vector@.vector
 LANGUAGE plpgsql STABLE SECURITY INVOKER AS $$
 DECLARE
     s embeddinghub.spaces := embeddinghub.space_row(space);
     key_part text := embeddinghub.check_partition(s, part);
     vs text := embeddinghub.vector_schema();
     missing text;
-    result vector;
+    result @vector@.vector;
 BEGIN
     IF keys IS NULL OR cardinality(keys) = 0 THEN
         RAISE EXCEPTION 'space "%": average needs at least one key', s.name
@@ -206,7 +208,7 @@ BEGIN
         || ' FROM unnest($1) AS u(k) JOIN embeddinghub_data.%2$I t'
            ' ON t.partition = $2 AND t.key = u.k', vs, 's' || s.id)
         INTO result USING keys, key_part;
-    IF s.metric = 'cosine' AND vector_norm(result) = 0 THEN  -- search_path holds pgvector
+    IF s.metric = 'cosine' AND @vector@.vector_norm(result) = 0 THEN
         RAISE EXCEPTION 'space "%": the directions of the keys cancel out; their average has no direction', s.name
             USING ERRCODE = 'EHARG';
     END IF;
@@ -214,21 +216,4 @@ BEGIN
 END
 $$;
 
--- Pin every function's search_path to pg_catalog and pgvector's schema: what the caller has
--- on theirs (or puts first on it) can neither break nor hijack a name used in these bodies.
-DO $$
-DECLARE
-    f regprocedure;
-BEGIN
-    FOR f IN
-        SELECT p.oid FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-        WHERE n.nspname = 'embeddinghub'
-          AND p.proname IN ('space_row', 'vector_schema', 'check_partition', 'key_vector',
-                            'knn_sql', 'prepare_search', 'nearest_neighbors',
-                            'nearest_neighbors_of', 'get', 'average')
-    LOOP
-        EXECUTE format('ALTER FUNCTION %s SET search_path = pg_catalog, %s, pg_temp',
-                       f, embeddinghub.vector_schema());
-    END LOOP;
-END
-$$;
+-- Every function here gets search_path = pg_catalog, pg_temp at the end of views.sql.

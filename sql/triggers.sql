@@ -1,20 +1,100 @@
--- Row trigger of every space table (live rows, all partitions).
+-- Row trigger of every space table (live rows, all partitions), and the space locks.
 --
 -- One place enforces what raw SQL must obey as much as the Python API:
 --  * a frozen space refuses every write;
 --  * every written row is stamped with the space's working version (head);
 --  * a row committed in an earlier snapshot (version < head) is copied to the space's
 --    history table before it is updated or deleted, so every snapshot stays readable.
--- Writers hold the space's advisory lock in shared mode; snapshot() takes it exclusively,
--- so a snapshot never lands between a writer reading head and committing. The statement
--- trigger takes it before the first row is touched: an UPDATE or DELETE locks each row
--- before its row trigger runs, and a writer holding a row lock while waiting for the space
--- lock would deadlock with a rollback that holds the space lock and rewrites that row.
--- SECURITY DEFINER: writers need no privilege on the history table; the function reads
--- only the catalog row of its own space and writes only that space's history.
+--
+-- The space lock orders writers against snapshot, rollback, prune and freeze: a row lock on
+-- the space's catalog row. Writers hold it FOR SHARE, the owner-side operations FOR NO KEY
+-- UPDATE (which leaves the foreign-key checks of new partitions, versions and grants
+-- unblocked), so a snapshot never lands between a writer reading head and committing.
+-- Locking a catalog row needs UPDATE on embeddinghub.spaces, which only the hub owner has:
+-- writers take it in the SECURITY DEFINER statement trigger, which fires only for a role
+-- the table's privileges and row-level security already let write. So no tenant can take
+-- or hold the lock except by writing, and a writer's hold blocks no other writer or reader.
+-- (The advisory locks of earlier versions could be taken by any role, exclusively.)
+-- The statement trigger takes it before the first row is touched: an UPDATE or DELETE locks
+-- each row before its row trigger runs, and a writer holding a row lock while waiting for
+-- the space lock would deadlock with a rollback that holds the space lock and rewrites it.
+--
+-- Every function pins search_path to pg_catalog (and pg_temp, last): the caller's path can
+-- neither break nor hijack a name used in a body. SECURITY DEFINER trigger functions have
+-- EXECUTE revoked from PUBLIC (sql/acl.sql), so nobody can attach them elsewhere.
 
+-- Kept for clients of earlier versions; the space lock no longer uses advisory locks.
 CREATE OR REPLACE FUNCTION embeddinghub.space_lock_key() RETURNS integer
-LANGUAGE sql IMMUTABLE AS $$ SELECT 1701343744 $$;  -- classid of embeddinghub's advisory locks
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
+RETURN 1701343744;
+
+-- The lock timeout of owner-side waits for the space lock: `embeddinghub.lock_timeout` if
+-- the session set it (e.g. SET embeddinghub.lock_timeout = '2s'), else 10 s.
+CREATE OR REPLACE FUNCTION embeddinghub.owner_lock_timeout() RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+RETURN coalesce(nullif(pg_catalog.current_setting('embeddinghub.lock_timeout', true), ''), '10s');
+
+-- Writers' side, for the statement trigger: FOR SHARE on the catalog row of space `sid`.
+CREATE OR REPLACE FUNCTION embeddinghub.lock_space_shared(sid integer) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM 1 FROM embeddinghub.spaces s WHERE s.id = sid FOR SHARE;
+END
+$$;
+
+-- The lock-timeout error of the owner-side locks: names the space, says what to do.
+CREATE OR REPLACE FUNCTION embeddinghub.raise_space_busy(sid integer, what text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RAISE EXCEPTION 'space "%" is busy: % waited % for transactions writing it; nothing was changed, retry later',
+        (SELECT s.name FROM embeddinghub.spaces s WHERE s.id = sid), what,
+        embeddinghub.owner_lock_timeout()
+        USING ERRCODE = '55P03',
+              HINT = 'SELECT pid, usename, xact_start FROM pg_stat_activity WHERE pid = ANY (pg_blocking_pids(<waiting pid>)) shows who holds it; SET embeddinghub.lock_timeout changes the wait';
+END
+$$;
+
+-- Owner side (snapshot, rollback, prune, freeze): the exclusive space lock, waiting at most
+-- owner_lock_timeout(); returns the catalog row as of the lock. Needs UPDATE on the catalog
+-- (only the hub owner has it), so a reader or writer gets "permission denied".
+CREATE OR REPLACE FUNCTION embeddinghub.lock_space_exclusive(sid integer)
+RETURNS embeddinghub.spaces
+LANGUAGE plpgsql SECURITY INVOKER SET search_path = pg_catalog, pg_temp SET lock_timeout = '10s'
+AS $$
+DECLARE
+    s embeddinghub.spaces;
+BEGIN
+    PERFORM pg_catalog.set_config('lock_timeout', embeddinghub.owner_lock_timeout(), true);
+    BEGIN
+        SELECT * INTO s FROM embeddinghub.spaces sp WHERE sp.id = sid FOR NO KEY UPDATE;
+    EXCEPTION WHEN lock_not_available THEN
+        PERFORM embeddinghub.raise_space_busy(sid, 'this change');
+    END;
+    RETURN s;
+END
+$$;
+
+-- Owner side, for partition DDL: the writers' (shared) space lock, so a concurrent freeze,
+-- snapshot or rollback waits for it; returns whether the space is frozen. For the Python
+-- API's create_partition and drop_partition (hub owner only: needs UPDATE on the catalog).
+-- The lock timeout stays set for the rest of the transaction: the DDL that follows waits for
+-- the table's writers, and must fail fast too (SQLSTATE 55P03) rather than queue every
+-- reader of the space behind it.
+CREATE OR REPLACE FUNCTION embeddinghub.lock_space_for_write(sid integer) RETURNS boolean
+LANGUAGE plpgsql SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    is_frozen boolean;
+BEGIN
+    PERFORM pg_catalog.set_config('lock_timeout', embeddinghub.owner_lock_timeout(), true);
+    BEGIN
+        SELECT s.frozen INTO is_frozen FROM embeddinghub.spaces s WHERE s.id = sid FOR SHARE;
+    EXCEPTION WHEN lock_not_available THEN
+        PERFORM embeddinghub.raise_space_busy(sid, 'this partition change');
+    END;
+    RETURN is_frozen;
+END
+$$;
 
 CREATE OR REPLACE FUNCTION embeddinghub.on_row_write() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -22,14 +102,14 @@ DECLARE
     sid integer := TG_ARGV[0]::integer;
     space record;
 BEGIN
-    PERFORM pg_advisory_xact_lock_shared(embeddinghub.space_lock_key(), sid);
-    IF current_setting('transaction_isolation') = 'read committed' THEN
-        SELECT name, head_version, frozen INTO space FROM embeddinghub.spaces WHERE id = sid;
+    -- The statement trigger (on_write_statement) already holds the space lock.
+    IF pg_catalog.current_setting('transaction_isolation') = 'read committed' THEN
+        SELECT s.name, s.head_version, s.frozen INTO space FROM embeddinghub.spaces s WHERE s.id = sid;
     ELSE
         -- A repeatable-read snapshot may predate a snapshot() or freeze() that committed
         -- before this writer got the lock; stamping that stale head would put the row in a
         -- version already recorded. FOR SHARE raises a serialization failure instead.
-        SELECT name, head_version, frozen INTO space FROM embeddinghub.spaces WHERE id = sid
+        SELECT s.name, s.head_version, s.frozen INTO space FROM embeddinghub.spaces s WHERE s.id = sid
             FOR SHARE;
     END IF;
     IF space.frozen THEN
@@ -37,7 +117,7 @@ BEGIN
             USING ERRCODE = 'EHFRZ';
     END IF;
     IF TG_OP <> 'INSERT' AND OLD.version < space.head_version THEN
-        EXECUTE format(
+        EXECUTE pg_catalog.format(
             'INSERT INTO embeddinghub_data.%I (partition, key, embedding, metadata, valid_from, valid_to, updated_at)'
             ' VALUES ($1, $2, $3, $4, $5, $6, $7)', 's' || sid || '_history')
         USING OLD.partition, OLD.key, OLD.embedding, OLD.metadata, OLD.version,
@@ -51,7 +131,7 @@ BEGIN
             USING ERRCODE = 'EHARG';
     END IF;
     NEW.version := space.head_version;
-    NEW.updated_at := now();
+    NEW.updated_at := pg_catalog.now();
     RETURN NEW;
 END
 $$;
@@ -59,18 +139,26 @@ $$;
 -- Statement trigger of every space table (parent and each partition): the shared space
 -- lock, taken before any row is locked (see the top of this file).
 CREATE OR REPLACE FUNCTION embeddinghub.on_write_statement() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    PERFORM pg_advisory_xact_lock_shared(embeddinghub.space_lock_key(), TG_ARGV[0]::integer);
+    IF TG_TABLE_SCHEMA <> 'embeddinghub_data' THEN
+        RAISE EXCEPTION 'on_write_statement fires on embeddinghub space tables only'
+            USING ERRCODE = '42501';
+    END IF;
+    PERFORM embeddinghub.lock_space_shared(TG_ARGV[0]::integer);
     RETURN NULL;
 END
 $$;
 
 -- TRUNCATE would bypass the history (and the freeze), so it is refused outright.
 CREATE OR REPLACE FUNCTION embeddinghub.on_truncate() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     RAISE EXCEPTION 'TRUNCATE is not allowed on embeddinghub space tables; use delete_all()'
         USING ERRCODE = 'EHFRZ';
 END
 $$;
+
+REVOKE ALL ON FUNCTION embeddinghub.lock_space_shared(integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION embeddinghub.on_write_statement() FROM PUBLIC;
+REVOKE ALL ON FUNCTION embeddinghub.on_row_write() FROM PUBLIC;

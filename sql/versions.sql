@@ -13,20 +13,25 @@
 --    diff and rollback cost O(changes since N), not O(rows);
 --  * row_count is not counted at snapshot time (that would be O(rows)): list_versions()
 --    computes the missing counts on first read, from the newest counted version plus the
---    rows born and ended in between (O(changes)), and caches them in versions.row_count;
+--    rows born and ended in between (O(changes)), and caches them in version_log.row_count.
+--    The cache holds whole-space counts, so the view embeddinghub.versions shows it only to
+--    the hub owner and whole-space readers; for a partition grantee every count reads as
+--    missing, and list_versions() counts its own rows (through row-level security);
 --  * version numbers are contiguous (every head value below the current head is a version)
 --    and prune_versions() only ever removes the oldest ones, so the kept versions are
 --    always one contiguous range.
--- Concurrency: writers hold pg_advisory_xact_lock_shared(space_lock_key(), space id);
--- snapshot, rollback, prune and freeze take it exclusively, so none of them lands between
+-- Concurrency: writers hold the space lock (a row lock on the space's catalog row, see
+-- triggers.sql) shared; snapshot, rollback, prune and freeze take it exclusively through
+-- lock_space_exclusive(), which only the hub owner can, waiting at most
+-- owner_lock_timeout() (then SQLSTATE 55P03, naming the space). None of them lands between
 -- a writer reading head and committing, and no reader ever sees half of a rollback (MVCC).
 --
 -- Every function is SECURITY INVOKER: it can do no more than its caller could with plain
 -- SQL on the same tables. Errors use embeddinghub's SQLSTATEs: EHNSP unknown space,
 -- EHVER unknown version, EHFRZ frozen space, EHARG bad argument.
 
--- The catalog row of a space, or EHNSP. `exclusive` takes the space's exclusive advisory lock
--- first, so the row read is the one every later writer will see.
+-- The catalog row of a space, or EHNSP. `exclusive` takes the space's exclusive lock first
+-- (hub owner only), so the row read is the one every later writer will see.
 CREATE OR REPLACE FUNCTION embeddinghub.version_space(space text, exclusive boolean DEFAULT false)
 RETURNS embeddinghub.spaces
 LANGUAGE plpgsql SECURITY INVOKER AS $$
@@ -38,9 +43,9 @@ BEGIN
         RAISE EXCEPTION 'space "%" does not exist', version_space.space USING ERRCODE = 'EHNSP';
     END IF;
     IF exclusive THEN
-        PERFORM pg_advisory_xact_lock(embeddinghub.space_lock_key(), s.id);
-        SELECT * INTO s FROM embeddinghub.spaces sp WHERE sp.id = s.id;  -- after the lock
-        IF NOT FOUND THEN
+        -- Permission denied for anyone but the hub owner: a reader cannot hold writers off.
+        s := embeddinghub.lock_space_exclusive(s.id);  -- the row as of the lock
+        IF s.id IS NULL THEN
             RAISE EXCEPTION 'space "%" does not exist', version_space.space USING ERRCODE = 'EHNSP';
         END IF;
     END IF;
@@ -119,7 +124,7 @@ BEGIN
         RAISE EXCEPTION 'space "%": tag "%" already names version %', s.name, tag, taken
             USING ERRCODE = 'EHARG';
     END IF;
-    INSERT INTO embeddinghub.versions (space_id, number, tag, note, row_count)
+    INSERT INTO embeddinghub.version_log (space_id, number, tag, note, row_count)
     VALUES (s.id, s.head_version, record_version.tag, record_version.note,
             record_version.row_count);
     UPDATE embeddinghub.spaces SET head_version = s.head_version + 1 WHERE id = s.id;
@@ -219,7 +224,7 @@ BEGIN
     FROM embeddinghub.missing_row_counts(s.id) m;
     IF nums IS NOT NULL THEN
         BEGIN
-            UPDATE embeddinghub.versions v SET row_count = c.row_count
+            UPDATE embeddinghub.version_log v SET row_count = c.row_count
             FROM unnest(nums, counts) AS c(number, row_count)
             WHERE v.space_id = s.id AND v.number = c.number AND v.row_count IS NULL;
         EXCEPTION WHEN insufficient_privilege OR read_only_sql_transaction THEN
@@ -240,16 +245,16 @@ $$;
 -- returned as `vector` for every space (a float16 space's halfvec converts exactly), so
 -- one signature serves all spaces; order is unspecified (add ORDER BY as needed).
 CREATE OR REPLACE FUNCTION embeddinghub.as_of(space text, version bigint)
-RETURNS TABLE (partition text, key text, embedding vector, metadata jsonb)
+RETURNS TABLE (partition text, key text, embedding @vector@.vector, metadata jsonb)
 LANGUAGE plpgsql STABLE SECURITY INVOKER AS $$
 DECLARE
     s embeddinghub.spaces := embeddinghub.version_space(space);
 BEGIN
     PERFORM embeddinghub.check_version(s.id, as_of.version);
     RETURN QUERY EXECUTE format(
-        'SELECT partition, key, embedding::vector, metadata FROM %1$s WHERE version <= $1'
+        'SELECT partition, key, embedding::@vector@.vector, metadata FROM %1$s WHERE version <= $1'
         ' UNION ALL'
-        ' SELECT partition, key, embedding::vector, metadata FROM %2$s'
+        ' SELECT partition, key, embedding::@vector@.vector, metadata FROM %2$s'
         ' WHERE valid_to > $1 AND valid_from <= $1',
         format('%I.%I', 'embeddinghub_data', 's' || s.id),
         format('%I.%I', 'embeddinghub_data', 's' || s.id || '_history'))
@@ -291,7 +296,8 @@ BEGIN
         '        CASE WHEN x.key IS NULL THEN ''added'' WHEN y.key IS NULL THEN ''removed'''
         '             ELSE ''changed'' END'
         ' FROM img_a x FULL JOIN img_b y ON x.partition = y.partition AND x.key = y.key'
-        ' WHERE x.key IS NULL OR y.key IS NULL OR x.embedding IS DISTINCT FROM y.embedding'
+        ' WHERE x.key IS NULL OR y.key IS NULL'
+        '    OR NOT (x.embedding OPERATOR(@vector@.=) y.embedding)'  -- both NOT NULL
         '    OR x.metadata IS DISTINCT FROM y.metadata'
         ' ORDER BY 1, 2', live, hist)
         USING lo, a, b;
@@ -360,6 +366,7 @@ DECLARE
     dirty boolean;
     part text;
     target_count bigint;
+    caller_timeout text;
 BEGIN
     -- It must see every write committed before it got the space lock: a repeatable-read
     -- snapshot may predate some, and rows it cannot see would survive the rollback.
@@ -373,7 +380,14 @@ BEGIN
     -- Creating a partition locks the parent table; take that lock before the space lock,
     -- in the order writers take them, so the two cannot deadlock.
     IF EXISTS (SELECT 1 FROM embeddinghub.dropped_partitions(s.id, version)) THEN
-        EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', live);
+        caller_timeout := current_setting('lock_timeout');
+        PERFORM set_config('lock_timeout', embeddinghub.owner_lock_timeout(), true);
+        BEGIN
+            EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', live);
+        EXCEPTION WHEN lock_not_available THEN
+            PERFORM embeddinghub.raise_space_busy(s.id, format('rollback to version %s', version));
+        END;
+        PERFORM set_config('lock_timeout', caller_timeout, true);
     END IF;
     s := embeddinghub.version_space(space, exclusive => true);
     IF s.frozen THEN
@@ -438,7 +452,7 @@ BEGIN
             RETURN 0;  -- fewer versions than keep
         END IF;
     END IF;
-    DELETE FROM embeddinghub.versions v WHERE v.space_id = s.id AND v.number < oldest_kept;
+    DELETE FROM embeddinghub.version_log v WHERE v.space_id = s.id AND v.number < oldest_kept;
     EXECUTE format('DELETE FROM %I.%I WHERE valid_to <= $1', 'embeddinghub_data',
                    's' || s.id || '_history')
         USING oldest_kept;

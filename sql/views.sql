@@ -25,17 +25,26 @@ BEGIN
 END
 $$;
 
--- Bytes of the HNSW index of space `sid` (the sum over its partitions).
+-- Bytes of the HNSW index of space `sid` as the caller may know them: the sum over the
+-- partitions it can see (all for the owner and whole-space grantees, its own for a partition
+-- grantee); NULL when it holds no privilege on the space's table. (Postgres itself lets
+-- anyone call pg_relation_size on any table: see SECURITY.md.)
 CREATE OR REPLACE FUNCTION embeddinghub.space_index_bytes(sid integer) RETURNS bigint
-LANGUAGE sql STABLE AS $$
-    SELECT coalesce(sum(pg_catalog.pg_relation_size(i.indexrelid)), 0)::bigint
-    FROM pg_catalog.pg_partition_tree(
-             pg_catalog.to_regclass(format('embeddinghub_data.%I', 's' || sid))) pt
-    JOIN pg_catalog.pg_index i ON i.indrelid = pt.relid
-    JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
-    JOIN pg_catalog.pg_am am ON am.oid = c.relam
-    WHERE am.amname = 'hnsw'
-$$;
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT CASE WHEN pg_catalog.has_table_privilege(live.oid, 'SELECT') THEN (
+        SELECT coalesce(sum(pg_catalog.pg_relation_size(i.indexrelid)), 0)::bigint
+        FROM embeddinghub.partitions p  -- row-level security: the caller's partitions
+        JOIN pg_catalog.pg_class t ON t.relnamespace = live.relnamespace
+         AND t.relname = 's' || sid || '_p' || p.id
+        JOIN pg_catalog.pg_index i ON i.indrelid = t.oid
+        JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+        JOIN pg_catalog.pg_am am ON am.oid = c.relam
+        WHERE p.space_id = sid AND am.amname = 'hnsw') END
+    FROM pg_catalog.pg_class live
+    WHERE live.relnamespace = 'embeddinghub_data'::pg_catalog.regnamespace
+      AND live.relname = 's' || sid;
+END;
 
 DROP VIEW IF EXISTS embeddinghub.spaces_overview;
 CREATE VIEW embeddinghub.spaces_overview WITH (security_invoker = true) AS
@@ -109,6 +118,25 @@ BEGIN
         IF to_regclass(format('embeddinghub_data.%I', 's' || sid)) IS NOT NULL THEN
             PERFORM embeddinghub.create_space_view(sid);
         END IF;
+    END LOOP;
+END
+$$;
+
+-- -- every function of the hub resolves names in pg_catalog only ---------------------------------
+-- Whatever schema is on the caller's search_path, or writable by others (pgvector's `public`
+-- included: its names are qualified in the bodies), no function body here can bind a planted
+-- operator or function. Trigger and definer functions are pinned where they are defined; this
+-- pins the rest, and every function added later in sql/.
+DO $$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN
+        SELECT p.oid FROM pg_catalog.pg_proc p
+        WHERE p.pronamespace = 'embeddinghub'::pg_catalog.regnamespace AND p.prokind = 'f'
+          AND NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (p.proconfig), false)
+    LOOP
+        EXECUTE pg_catalog.format('ALTER FUNCTION %s SET search_path = pg_catalog, pg_temp', f);
     END LOOP;
 END
 $$;

@@ -2,6 +2,16 @@
 
 `$EMBEDDINGHUB_TEST_DSN` points the suite at a server; without it the suite starts a
 private embedded server in a temporary home and stops it at the end.
+
+`$EMBEDDINGHUB_TEST_MODE` picks who the suite connects as on the embedded server:
+  superuser (default)  the embedded server's superuser, as `embeddinghub.connect()` does;
+  owner                a non-superuser that owns its database, as on managed Postgres: the
+                       superuser (the "admin") creates a LOGIN CREATEROLE role with a
+                       password, a database it owns and the `vector` extension in it; every
+                       test then connects as that role.
+`make test` runs the suite in both modes. The `admin_dsn` fixture is the superuser's DSN
+(to the same database) for the few tests that play the administrator;
+`$EMBEDDINGHUB_TEST_ADMIN_DSN` gives one for `$EMBEDDINGHUB_TEST_DSN`.
 """
 
 from __future__ import annotations
@@ -21,27 +31,85 @@ from typing import Any
 import psycopg
 import pytest
 from pgvector.psycopg import register_vector
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 import embeddinghub as eh
 from embeddinghub.acl import role_dsn
 from embeddinghub.server import EmbeddedServer
 
+MODES = ("superuser", "owner")
+MODE = os.environ.get("EMBEDDINGHUB_TEST_MODE", "superuser")
+if MODE not in MODES:
+    raise pytest.UsageError(f"EMBEDDINGHUB_TEST_MODE must be one of {MODES}, not {MODE!r}")
+APP_ROLE = "eh_app_owner"
+APP_DATABASE = "embeddinghub_app"
+
+
+def make_owner_database(admin_dsn: str, role: str, database: str) -> str:
+    """What the admin of a managed Postgres runs for the application; returns the app's DSN.
+
+    A LOGIN CREATEROLE role (no superuser, no BYPASSRLS) with a password, a database it
+    owns, and the `vector` extension in that database."""
+    password = secrets.token_urlsafe(18)
+    with psycopg.connect(admin_dsn, autocommit=True) as admin:
+        hashed = admin.pgconn.encrypt_password(password.encode(), role.encode(), None).decode()
+        admin.execute(
+            sql.SQL("CREATE ROLE {} LOGIN CREATEROLE PASSWORD {}").format(
+                sql.Identifier(role), sql.Literal(hashed)
+            )
+        )
+        admin.execute(
+            sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                sql.Identifier(database), sql.Identifier(role)
+            )
+        )
+    params = conninfo_to_dict(admin_dsn)
+    with psycopg.connect(make_conninfo("", **{**params, "dbname": database}), autocommit=True) as db:
+        db.execute("CREATE EXTENSION vector")
+    params.pop("passfile", None)
+    return make_conninfo("", **{**params, "dbname": database, "user": role, "password": password})
+
+
+@dataclass(frozen=True)
+class Server:
+    dsn: str  # what the tests connect as
+    admin_dsn: str | None  # a superuser on the same database, when the suite has one
+
 
 @pytest.fixture(scope="session")
-def dsn() -> Iterator[str]:
+def server() -> Iterator[Server]:
     given = os.environ.get("EMBEDDINGHUB_TEST_DSN")
     if given:
-        yield given
+        yield Server(given, os.environ.get("EMBEDDINGHUB_TEST_ADMIN_DSN") or None)
         return
     home = Path(tempfile.mkdtemp(prefix="ehtest-"))
-    server = EmbeddedServer(home)
-    url = server.start()
+    embedded = EmbeddedServer(home)
+    url = embedded.start()
     os.environ["EMBEDDINGHUB_TEST_HOME"] = str(home)
     try:
-        yield url
+        if MODE == "owner":
+            app = make_owner_database(url, APP_ROLE, APP_DATABASE)
+            admin = make_conninfo("", **{**conninfo_to_dict(url), "dbname": APP_DATABASE})
+            yield Server(app, admin)
+        else:
+            yield Server(url, url)
     finally:
-        server.stop()
+        embedded.stop()
         shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def dsn(server: Server) -> str:
+    return server.dsn
+
+
+@pytest.fixture(scope="session")
+def admin_dsn(server: Server) -> str:
+    """A superuser DSN to the test database, for tests that play the administrator."""
+    if server.admin_dsn is None:
+        pytest.skip("needs an administrator: set EMBEDDINGHUB_TEST_ADMIN_DSN (a superuser DSN)")
+    return server.admin_dsn
 
 
 @pytest.fixture(scope="session")

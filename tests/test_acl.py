@@ -80,6 +80,8 @@ def test_drop_role_refuses_a_role_that_owns_objects(hub: eh.Hub) -> None:
     name = f"acl_{uuid.uuid4().hex[:8]}"
     hub.create_role(name)
     try:
+        # A non-superuser owner (CREATEROLE) must be a member to give the role a schema.
+        hub.execute(sql.SQL("GRANT {} TO current_user").format(sql.Identifier(name)))
         hub.execute(sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(
             sql.Identifier(name), sql.Identifier(name)))
         with pytest.raises(errors.InvalidArgument, match="cannot be dropped"):

@@ -233,6 +233,84 @@ ATTACKS: list[tuple[str, str, str, str]] = [
     ("fn-nearest", "nobody", "SELECT * FROM embeddinghub.nearest_neighbors({A_name}, '[1,0,0]')",
      "state:EHNSP"),
     ("fn-as-of", "nobody", "SELECT key FROM embeddinghub.as_of({A_name}, {A_v1})", "state:EHNSP"),
+    # -- the space lock (orders writers against snapshot/rollback/freeze): a row lock on the
+    # catalog, which only the hub owner and the definer write trigger can take -----------------
+    ("lock-catalog-row", "ta", "SELECT 1 FROM embeddinghub.spaces WHERE id = {A_id} FOR SHARE",
+     "denied"),
+    ("lock-catalog-row", "nobody", "SELECT 1 FROM embeddinghub.spaces FOR NO KEY UPDATE", "denied"),
+    ("lock-catalog-row", "adm", "SELECT 1 FROM embeddinghub.spaces WHERE id = {A_id} FOR UPDATE",
+     "denied"),
+    ("lock-catalog-row-key-share", "pw",
+     "SELECT 1 FROM embeddinghub.spaces WHERE id = {A_id} FOR KEY SHARE", "denied"),
+    ("fn-lock-shared", "ta", "SELECT embeddinghub.lock_space_shared({A_id})", "denied"),
+    ("fn-lock-shared", "nobody", "SELECT embeddinghub.lock_space_shared({A_id})", "denied"),
+    ("fn-lock-exclusive", "pr", "SELECT embeddinghub.lock_space_exclusive({A_id})", "denied"),
+    ("fn-lock-exclusive", "adm", "SELECT embeddinghub.lock_space_exclusive({A_id})", "denied"),
+    ("fn-lock-for-write", "pw", "SELECT embeddinghub.lock_space_for_write({A_id})", "denied"),
+    ("fn-lock-for-write", "ta", "SELECT embeddinghub.lock_space_for_write({A_id})", "denied"),
+    ("fn-version-space-exclusive", "pr",
+     "SELECT id FROM embeddinghub.version_space({A_name}, exclusive => true)", "denied"),
+    ("fn-version-space-exclusive", "ta",
+     "SELECT id FROM embeddinghub.version_space({A_name}, exclusive => true)", "denied"),
+    ("fn-version-space-exclusive", "adm",
+     "SELECT id FROM embeddinghub.version_space({A_name}, exclusive => true)", "denied"),
+    ("definer-trigger-write-lock", "ta",
+     "CREATE TEMP TABLE w (x int); CREATE TRIGGER w BEFORE INSERT ON w FOR EACH STATEMENT"
+     " EXECUTE FUNCTION embeddinghub.on_write_statement('{B_id}')", "denied"),
+    ("definer-trigger-grant-insert", "adm",
+     "CREATE TEMP TABLE g (LIKE embeddinghub.grants); CREATE TRIGGER g BEFORE INSERT ON g"
+     " FOR EACH ROW EXECUTE FUNCTION embeddinghub.on_grant_insert()", "denied"),
+    # -- LOCK TABLE on shared tables ------------------------------------------------------------
+    ("lock-exclusive", "pr", "LOCK TABLE {A} IN ACCESS EXCLUSIVE MODE", "denied"),
+    ("lock-share", "pr", "LOCK TABLE {A} IN SHARE MODE", "denied"),
+    ("lock-row-exclusive", "pr", "LOCK TABLE {A} IN ROW EXCLUSIVE MODE", "denied"),
+    ("lock-history", "pw", "LOCK TABLE {A_hist} IN ACCESS EXCLUSIVE MODE", "denied"),
+    ("lock-history", "ta", "LOCK TABLE {A_hist} IN EXCLUSIVE MODE", "denied"),
+    ("lock-view", "pr", "LOCK TABLE {A_view} IN ACCESS EXCLUSIVE MODE", "denied"),
+    ("lock-partition-table", "pw", "LOCK TABLE {A_part_p1} IN ACCESS EXCLUSIVE MODE", "denied"),
+    ("lock-catalog-spaces", "ta", "LOCK TABLE embeddinghub.spaces IN ACCESS EXCLUSIVE MODE",
+     "denied"),
+    ("lock-catalog-partitions", "pw", "LOCK TABLE embeddinghub.partitions IN SHARE MODE", "denied"),
+    ("lock-catalog-versions", "ta", "LOCK TABLE embeddinghub.versions IN EXCLUSIVE MODE", "denied"),
+    ("lock-catalog-grants", "ta", "LOCK TABLE embeddinghub.grants IN ACCESS EXCLUSIVE MODE",
+     "denied"),
+    ("lock-migrations", "nobody",
+     "LOCK TABLE embeddinghub.alembic_version IN ACCESS EXCLUSIVE MODE", "denied"),
+    # -- grants that would lock the owner out, or give nothing but trouble -----------------------
+    ("grant-hub-owner", "adm",
+     "INSERT INTO embeddinghub.grants (space_id, role, privilege) VALUES ({A_id}, {owner_lit}, 'read')",
+     "state:EHARG"),
+    ("grant-hub-owner-partition", "padm",
+     "INSERT INTO embeddinghub.grants (space_id, partition, role, privilege)"
+     " VALUES ({A_id}, 'p1', {owner_lit}, 'admin')", "state:EHARG"),
+    ("grant-superuser", "adm",
+     "INSERT INTO embeddinghub.grants (space_id, role, privilege) VALUES ({A_id}, {super_lit}, 'write')",
+     "state:EHARG"),
+    # -- grants name partitions by identity: a forged partition_id is overwritten ----------------
+    ("grant-forged-partition-id", "padm",
+     "INSERT INTO embeddinghub.grants (space_id, partition, partition_id, role, privilege)"
+     " VALUES ({A_id}, 'p1', {A_p2_id}, {tb_lit}, 'read') RETURNING partition_id::text",
+     "keys:{A_p1_id}"),
+    # -- side channels: sizes and counts in the caller's scope only -------------------------------
+    ("catalog-version-row-count", "pr",
+     "SELECT row_count FROM embeddinghub.versions WHERE space_id = {A_id}", "value:[(None,)]"),
+    ("fn-list-versions-row-count", "pr",
+     "SELECT row_count FROM embeddinghub.list_versions({A_name}) WHERE number = {A_v1}",
+     "value:[(2,)]"),
+    ("fn-list-versions-row-count", "ta",
+     "SELECT row_count FROM embeddinghub.list_versions({A_name}) WHERE number = {A_v1}",
+     "value:[(5,)]"),
+    ("version-log", "pr", "SELECT row_count FROM embeddinghub.version_log", "denied"),
+    ("version-log", "nobody", "SELECT number FROM embeddinghub.version_log", "denied"),
+    ("fn-index-bytes", "nobody", "SELECT embeddinghub.space_index_bytes({A_id})", "value:[(None,)]"),
+    ("fn-index-bytes", "ta", "SELECT embeddinghub.space_index_bytes({B_id})", "value:[(None,)]"),
+    ("fn-index-bytes-own-partition", "pr",
+     "SELECT embeddinghub.space_index_bytes({A_id}) = {A_p1_index_bytes}", "value:[(True,)]"),
+    ("overview-index-bytes", "pr",
+     "SELECT index_bytes = {A_p1_index_bytes}, partitions FROM embeddinghub.spaces_overview"
+     " WHERE name = {A_name}", "value:[(True, 1)]"),
+    ("overview-index-bytes", "ta",
+     "SELECT index_bytes FROM embeddinghub.spaces_overview WHERE name = {B_name}", "none"),
 ]
 
 # Attacks made by the tests after ATTACKS (test name -> attempts), counted as they are sent.
@@ -245,6 +323,12 @@ EXTRA_ATTACKS = {
     "test_tricky_but_valid_names_work_end_to_end": 4,  # hostile space names
     "test_python_api_as_a_tenant": 6,
     "test_python_api_as_a_partition_writer": 2,
+    "test_advisory_locks_hold_nobody_off": 4,  # 4 advisory locks held; writer, snapshot, freeze go on
+    "test_a_writer_holding_the_space_lock_blocks_no_tenant": 5,  # 2 writes, a read, 2 owner ops
+    # 6 formats + 9 operators planted; 3 victims x 15 calls (+ 10 owner calls for 2 of them)
+    "test_trojans_in_a_writable_public_never_run": 15 + 3 * 15 + 2 * 10 + 4,
+    "test_admin_cannot_lock_the_owner_out": 4,
+    "test_dropped_partition_takes_its_grants_and_history_along": 6,
 }
 
 
@@ -320,6 +404,18 @@ def world(hub: eh.Hub, make_module_role: Any) -> Iterator[World]:
             "A_v1": str(a_v1),
             "B_v1": str(b_v1),
         }
+        owner = hub.execute("SELECT current_user")[0][0]
+        superuser = hub.execute("SELECT rolname FROM pg_roles WHERE rolsuper ORDER BY 1 LIMIT 1")
+        p_ids = dict(hub.execute(
+            "SELECT name, id FROM embeddinghub.partitions WHERE space_id = %s", (a.id,)))
+        names["owner_lit"] = sql.Literal(owner).as_string(c)
+        names["super_lit"] = sql.Literal(superuser[0][0]).as_string(c)
+        names["A_p1_id"], names["A_p2_id"] = str(p_ids["p1"]), str(p_ids["p2"])
+        names["A_p1_index_bytes"] = str(hub.execute(
+            "SELECT coalesce(sum(pg_relation_size(i.indexrelid)), 0) FROM pg_index i"
+            " JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam"
+            " WHERE i.indrelid = %s::regclass AND am.amname = 'hnsw'",
+            (f"embeddinghub_data.s{a.id}_p{p_ids['p1']}",))[0][0])
         for r, role in roles.items():
             names[r] = _ident(c, role.name)
             names[f"{r}_lit"] = sql.Literal(role.name).as_string(c)
@@ -589,3 +685,272 @@ def test_python_api_as_a_partition_writer(world: World) -> None:
         assert len(a) == 2
     finally:
         a.delete("mine", partition="p1")
+
+
+# -- locks: a tenant can neither block other tenants nor hold the owner off for long -----------------
+def test_advisory_locks_hold_nobody_off(world: World, make_role: Any) -> None:
+    """The space lock of earlier versions was an advisory lock any role could take
+    exclusively. Holding those keys now blocks no writer, snapshot or rollback."""
+    holder = world.roles["nobody"].connect()
+    tenant = world.roles["ta"].connect(options="-c lock_timeout=5s")  # blocked -> error, not hang
+    hub = world.a.hub
+    with holder.transaction():
+        for sid in (world.a.id, world.b.id):
+            holder.execute("SELECT pg_advisory_xact_lock(1701343744, %s)", (sid,))
+            holder.execute("SELECT pg_advisory_xact_lock(%s)", (sid,))
+        with tenant.transaction(force_rollback=True):
+            rows = tenant.execute(world.sql(
+                "INSERT INTO {A} (partition, key, embedding) VALUES ('default', 'adv', '[1,1,0]')"
+                " RETURNING key")).fetchall()
+            assert rows == [("adv",)]
+        hub.execute("SET embeddinghub.lock_timeout = '5s'")
+        try:
+            with hub.conn.transaction(force_rollback=True):
+                assert hub.execute("SELECT embeddinghub.snapshot(%s)", (world.b.name,))
+                hub.execute("SELECT embeddinghub.freeze(%s)", (world.b.name,))
+                assert hub.execute("SELECT frozen FROM embeddinghub.spaces WHERE id = %s",
+                                   (world.b.id,)) == [(True,)]
+        finally:
+            hub.execute("RESET embeddinghub.lock_timeout")
+
+
+def test_a_writer_holding_the_space_lock_blocks_no_tenant(world: World) -> None:
+    """A writer that keeps its transaction open holds the writers' (shared) space lock:
+    other writers and readers go on; the owner's snapshot fails fast with SpaceBusy."""
+    writer = world.roles["pw"].connect()
+    other = world.roles["ta"].connect(options="-c lock_timeout=5s")
+    reader = world.roles["pr"].connect(options="-c lock_timeout=5s")
+    with writer.transaction(force_rollback=True):
+        writer.execute(world.sql(
+            "INSERT INTO {A} (partition, key, embedding) VALUES ('p1', 'held', '[0,1,1]')"))
+        with other.transaction(force_rollback=True):
+            other.execute(world.sql("UPDATE {A} SET metadata = '{{\"t\": 1}}' WHERE key = 'a2'"))
+            other.execute(world.sql(
+                "INSERT INTO {A} (partition, key, embedding) VALUES ('p2', 'o', '[1,0,1]')"))
+        assert reader.execute(world.sql("SELECT key FROM {A}")).fetchall() == [("x2",)]
+        hub = world.a.hub
+        hub.execute("SET embeddinghub.lock_timeout = '300ms'")
+        try:
+            with pytest.raises(errors.SpaceBusy, match=world.a.name) as info:
+                world.a.snapshot()
+            assert "retry" in str(info.value)
+            with pytest.raises(errors.SpaceBusy, match=world.a.name):
+                world.a.create_partition("busy")
+        finally:
+            hub.execute("RESET embeddinghub.lock_timeout")
+    assert world.a.snapshot().number > int(world.names["A_v1"])  # free again once it commits
+
+
+# -- search_path hijacks: objects planted in a writable public never run as anyone else ----------
+TROJAN_FORMATS = ("text, text", "text, text, text", "text, text, integer", "text, text, bigint",
+                  "text, text, text, text", "text, text, text, text, text")
+TROJAN_EQUALS = ("integer, integer", "bigint, bigint", "text, text", "name, name", "name, text",
+                 "oid, regclass", "oid, oid", "boolean, boolean", "bigint, integer")
+
+
+def _plant_trojans(conn: psycopg.Connection[Any], attacker: str, log: str) -> None:
+    body = (
+        "BEGIN INSERT INTO public.{log} VALUES (current_user, {what});"
+        " BEGIN EXECUTE {escalate}; EXCEPTION WHEN OTHERS THEN NULL; END;"
+        " RETURN {ret}; END"
+    )
+    escalate = sql.Literal(
+        sql.SQL("ALTER ROLE {} SUPERUSER BYPASSRLS").format(sql.Identifier(attacker)).as_string(conn))
+    conn.execute(sql.SQL("CREATE TABLE public.{} (who name, what text)").format(sql.Identifier(log)))
+    conn.execute(sql.SQL("GRANT INSERT ON public.{} TO PUBLIC").format(sql.Identifier(log)))
+    for i, args in enumerate(TROJAN_FORMATS):
+        n = len(args.split(","))
+        ret = "pg_catalog.format($1" + "".join(f", ${k}" for k in range(2, n + 1)) + ")"
+        conn.execute(sql.SQL(
+            "CREATE FUNCTION public.format(" + args + ") RETURNS text LANGUAGE plpgsql AS {}"
+        ).format(sql.Literal(sql.SQL(body).format(
+            log=sql.Identifier(log), what=sql.Literal(f"format{i}"), escalate=escalate,
+            ret=sql.SQL(ret)).as_string(conn))))
+    for i, args in enumerate(TROJAN_EQUALS):
+        left, right = (a.strip() for a in args.split(","))
+        fn = sql.Identifier("public", f"trojan_eq_{i}")
+        conn.execute(sql.SQL(
+            "CREATE FUNCTION {}(" + args + ") RETURNS boolean LANGUAGE plpgsql AS {}"
+        ).format(fn, sql.Literal(sql.SQL(body).format(
+            log=sql.Identifier(log), what=sql.Literal(f"eq{i}"), escalate=escalate,
+            ret=sql.SQL("$1::text OPERATOR(pg_catalog.=) $2::text")).as_string(conn))))
+        conn.execute(sql.SQL(
+            "CREATE OPERATOR public.= (LEFTARG = " + left + ", RIGHTARG = " + right + ", FUNCTION = {})"
+        ).format(fn))
+
+
+def _victim_calls(conn: psycopg.Connection[Any], space: eh.Space, version: int, owner: bool) -> None:
+    """Every SQL API function, the catalog (its policies call the ACL helpers) and a write
+    (the row triggers), each in a transaction that is rolled back."""
+    name = space.name
+    live = sql.Identifier("embeddinghub_data", f"s{space.id}")
+    calls: list[Any] = [
+        ("SELECT * FROM embeddinghub.nearest_neighbors(%s, '[1,0,0]', 3)", (name,)),
+        ("SELECT * FROM embeddinghub.nearest_neighbors(%s, '[1,0,0]', 3, 'default')", (name,)),
+        ("SELECT * FROM embeddinghub.nearest_neighbors_of(%s, 'k2', 3)", (name,)),
+        ("SELECT embeddinghub.get(%s, 'k2')", (name,)),
+        ("SELECT embeddinghub.average(%s, ARRAY['k1', 'k2'])", (name,)),
+        ("SELECT embeddinghub.has_access(%s, 'write', 'default')", (name,)),
+        ("SELECT * FROM embeddinghub.list_versions(%s)", (name,)),
+        ("SELECT * FROM embeddinghub.as_of(%s, %s)", (name, version)),
+        ("SELECT * FROM embeddinghub.diff(%s, %s)", (name, version)),
+        ("SELECT * FROM embeddinghub.tagged_version(%s, 'hijack')", (name,)),
+        ("SELECT * FROM embeddinghub.spaces_overview", None),
+        ("SELECT * FROM embeddinghub.spaces", None),
+        ("SELECT * FROM embeddinghub.partitions", None),
+        ("SELECT * FROM embeddinghub.grants", None),
+        ("SELECT * FROM embeddinghub.my_grants", None),
+    ]
+    if owner:
+        calls += [
+            (sql.SQL("UPDATE {} SET metadata = '{{}}'").format(live), None),
+            (sql.SQL("DELETE FROM {} WHERE key = 'k1'").format(live), None),
+            ("SELECT embeddinghub.snapshot(%s, 'hijack2')", (name,)),
+            ("SELECT embeddinghub.rollback(%s, %s)", (name, version)),
+            ("SELECT embeddinghub.prune_versions(%s, 100)", (name,)),
+            ("SELECT embeddinghub.freeze(%s)", (name,)),
+            ("SELECT embeddinghub.lock_space_for_write(%s)", (space.id,)),
+            ("SELECT embeddinghub.secure_space(%s)", (space.id,)),
+            ("SELECT embeddinghub.create_space_view(%s)", (space.id,)),
+            ("SELECT embeddinghub.restore_partition(%s, 'hijacked')", (space.id,)),
+        ]
+    for query, params in calls:
+        with conn.transaction(force_rollback=True):
+            conn.execute(query, params).fetchall() if params is not None else conn.execute(query)
+
+
+def test_trojans_in_a_writable_public_never_run(
+    hub: eh.Hub, server: Any, make_space: Any, make_role: Any
+) -> None:
+    """A role with no grant but CREATE on public (the default before PostgreSQL 15) plants a
+    `public.format(text, text, text)` that outranks pg_catalog's variadic one, `public.=`
+    operators, and more; pgvector lives in public too. Whoever calls embeddinghub's functions
+    or reads its catalog -- the hub owner, a superuser, a tenant, each with public first on
+    its search_path -- runs none of them, and the attacker stays powerless."""
+    space = make_space(dims=3)
+    space.multiset(["k1", "k2"], [[1, 0, 0], [0, 1, 0]])
+    version = space.snapshot(tag="hijack").number
+    space.set("k1", [0.5, 0.5, 0])
+    attacker, tenant_role = make_role("sec_trojan"), make_role("sec_victim")
+    space.grant(tenant_role.name, "admin")
+    log = f"pwned_{uuid.uuid4().hex[:8]}"
+    try:
+        hub.execute(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(
+            sql.Identifier(attacker.name)))
+    except errors.PermissionDenied:
+        pytest.skip("this role cannot make public writable for the attack (not its owner)")
+    planter = attacker.connect()
+    try:
+        _plant_trojans(planter, attacker.name, log)
+        victims: list[tuple[psycopg.Connection[Any], bool]] = [
+            (psycopg.connect(hub.dsn, autocommit=True), True),
+            (tenant_role.connect(), False),
+        ]
+        if server.admin_dsn is not None:
+            victims.append((psycopg.connect(server.admin_dsn, autocommit=True), True))
+        try:
+            for conn, owner in victims:
+                conn.execute("SET search_path = public, pg_catalog")
+                _victim_calls(conn, space, version, owner)
+            # The Python API of the owner, on the default search_path.
+            space.nearest_neighbors(2, vector=[1, 0, 0])
+            space.grant(tenant_role.name, "read", partition="default")
+            space.versions()
+            space.as_of(version).get("k1")
+            assert planter.execute(sql.SQL("SELECT who, what FROM public.{}").format(
+                sql.Identifier(log))).fetchall() == []
+            assert hub.execute("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = %s",
+                               (attacker.name,)) == [(False, False)]
+            # Not vacuous: unpinned code on that search_path does run them.
+            victim = victims[0][0]
+            victim.execute("SELECT format('%s-%s'::text, 'a'::text, 'b'::text), 1 = 1")
+            assert {r[0] for r in planter.execute(sql.SQL("SELECT what FROM public.{}").format(
+                sql.Identifier(log))).fetchall()} >= {"format1", "eq0"}
+        finally:
+            for conn, _ in victims:
+                conn.close()
+    finally:
+        planter.execute("DROP OWNED BY CURRENT_USER")
+        hub.execute(sql.SQL("REVOKE CREATE ON SCHEMA public FROM {}").format(
+            sql.Identifier(attacker.name)))
+
+
+def test_every_function_pins_its_search_path(hub: eh.Hub) -> None:
+    rows = hub.execute(
+        "SELECT p.oid::regprocedure::text, p.proconfig, p.prosecdef,"
+        "       EXISTS (SELECT 1 FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a"
+        "               WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE')"
+        " FROM pg_proc p WHERE p.pronamespace = 'embeddinghub'::regnamespace"
+    )
+    assert len(rows) > 40
+    unpinned = [f for f, config, _, _ in rows
+                if "search_path=pg_catalog, pg_temp" not in (config or [])]
+    assert unpinned == []
+    definers = {f.split("(")[0] for f, _, definer, _ in rows if definer}
+    assert definers == {"embeddinghub.on_row_write", "embeddinghub.on_write_statement",
+                        "embeddinghub.on_grant_change", "embeddinghub.on_grant_insert",
+                        "embeddinghub.lock_space_shared"}
+    assert [f for f, _, definer, public in rows if definer and public] == []
+
+
+# -- no owner lock-out ------------------------------------------------------------------------------
+def test_admin_cannot_lock_the_owner_out(world: World) -> None:
+    """A space admin granting to the hub owner (or a superuser) would have made the privilege
+    sync revoke the owner's own privileges. Refused; the owner still writes and grants."""
+    admin = world.roles["adm"].hub()
+    a = admin.get_space(world.a.name)
+    owner = world.a.hub.conn.info.user
+    superuser = world.names["super_lit"].strip("'")
+    for role in (owner, superuser):
+        for privilege in ("read", "admin"):
+            with pytest.raises(errors.InvalidArgument, match="refused"):
+                a.grant(role, privilege)
+    assert owner not in {g.role for g in world.a.grants()}
+    world.a.set("owner-still-writes", [1, 1, 1])
+    world.a.delete("owner-still-writes")
+    world.a.grant(world.roles["tb"].name, "read", partition="p2")
+    world.a.revoke(world.roles["tb"].name, partition="p2")
+
+
+# -- grants are tied to the partition's identity ------------------------------------------------------
+def test_dropped_partition_takes_its_grants_and_history_along(
+    hub: eh.Hub, make_space: Any, make_role: Any
+) -> None:
+    """A partition dropped and re-created under the same name (a new customer) starts with
+    no grants: the old grantee reads nothing of it, and the new grantee reads none of the old
+    customer's rows, live, in history or through as_of."""
+    space = make_space(dims=3)
+    space.create_partition("cust")
+    space.multiset(["old1", "old2"], [[1, 0, 0], [0, 1, 0]], partition="cust")
+    old_version = space.snapshot().number
+    space.set("old1", [0, 0, 1], partition="cust")  # an old image in history
+    old_role, new_role = make_role("sec_oldcust"), make_role("sec_newcust")
+    space.grant(old_role.name, "write", partition="cust")
+    old = old_role.connect()
+    live = sql.Identifier("embeddinghub_data", f"s{space.id}")
+    hist = sql.Identifier("embeddinghub_data", f"s{space.id}_history")
+    assert len(old.execute(sql.SQL("SELECT key FROM {}").format(hist)).fetchall()) == 1
+
+    space.drop_partition("cust")
+    assert space.grants() == []
+    assert hub.execute("SELECT count(*) FROM pg_policy WHERE polname LIKE 'eh_g%%'"
+                       " AND polrelid IN (%s::regclass, %s::regclass)",
+                       (live.as_string(hub.conn), hist.as_string(hub.conn))) == [(0,)]
+    space.create_partition("cust")
+    space.set("new1", [1, 1, 0], partition="cust")
+    space.grant(new_role.name, "read", partition="cust")
+    newer_version = space.snapshot().number
+    space.set("new1", [1, 1, 1], partition="cust")  # a new image in history
+
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        old.execute(sql.SQL("SELECT key FROM {}").format(live))
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        old.execute(sql.SQL("SELECT key FROM {}").format(hist))
+    new = new_role.connect()
+    assert new.execute(sql.SQL("SELECT key FROM {}").format(live)).fetchall() == [("new1",)]
+    assert new.execute(sql.SQL("SELECT key FROM {}").format(hist)).fetchall() == [("new1",)]
+    for v, keys in ((old_version, set()), (newer_version, {"new1"})):
+        rows = new.execute("SELECT key FROM embeddinghub.as_of(%s, %s)", (space.name, v)).fetchall()
+        assert {r[0] for r in rows} == keys
+    tenant = new_role.hub().get_space(space.name)
+    assert tenant.as_of(old_version).count(partition="cust") == 0

@@ -2,19 +2,18 @@
 
 Revision ID: 0002
 Revises: 0001
-"""
 
-from embeddinghub.migrate import run_sql_file
+The files in sql/ always describe the newest catalog, so since revision 0004 they are
+applied by the newest revision (`apply_sql_files()`), after its catalog changes: applied
+here, on a new database, they would meet the catalog of 0001. A database already past 0002
+got them here and gets the new definitions from 0004.
+"""
 
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
 
-# Order matters: later files call functions defined in earlier ones.
-SQL_FILES = ("versions.sql", "functions.sql", "acl.sql", "views.sql")
-
 
 def upgrade() -> None:
-    for name in SQL_FILES:
-        run_sql_file(name)
+    pass  # sql/ is applied by the newest revision (see the docstring)
