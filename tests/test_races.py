@@ -217,7 +217,7 @@ def test_deadlock_is_a_conflict_not_a_lost_connection(hub: eh.Hub, dsn: str) -> 
         ("out_of_memory", errors.ResourceExhausted, "ran out"),
         ("serialization_failure", errors.Conflict, "retry"),
         ("object_in_use", errors.ServerError, "busy"),
-        ("lock_not_available", errors.LockTimeout, "lock"),
+        ("lock_not_available", errors.SpaceBusy, "lock"),  # a LockTimeout naming the space
     ],
 )
 def test_server_states_map_to_types(hub: eh.Hub, state: str, kind: type, words: str) -> None:
