@@ -12,7 +12,6 @@ query waits, the event loop serves other tasks, and cancelling the task cancels 
 from __future__ import annotations
 
 import asyncio
-import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -208,22 +207,13 @@ class AsyncLink:
             await_only(self.pool.putconn(aconn))  # a broken or closed one is discarded
 
     def restore(self, deadline: float) -> None:
-        attempt, last = 0, None
-        while True:
-            attempt += 1
-            try:
-                with self.lease() as conn:
-                    conn.execute("SELECT 1")
-                return
-            except (errors.ConnectionFailed, psycopg.Error) as exc:
-                last = exc
-            pause = self.retry.backoff(attempt)
-            if time.monotonic() + pause > deadline:
-                raise errors.ConnectionFailed(
-                    f"lost the connection to {redact_dsn(self.conninfo)} and could not get it back"
-                    f" within {self.retry.deadline:g} s: {str(last).splitlines()[0] if last else ''}"
-                ) from last
-            await_only(asyncio.sleep(pause))
+        def attempt() -> None:
+            with self.lease() as conn:
+                conn.execute("SELECT 1")
+
+        failover.keep_trying(
+            attempt, self.retry, deadline, self.conninfo, sleep=lambda s: await_only(asyncio.sleep(s))
+        )
 
     async def close(self) -> None:
         await self.pool.close()

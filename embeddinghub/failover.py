@@ -32,6 +32,7 @@ from typing import Any, Literal, TypeVar
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg_pool import PoolTimeout
 
 from . import errors
 from .compat import redact_dsn
@@ -48,6 +49,7 @@ __all__ = [
     "cluster_status",
     "host_conninfos",
     "is_retryable",
+    "keep_trying",
     "merge_conninfo",
     "read_your_writes",
     "reconnect",
@@ -286,6 +288,33 @@ def host_conninfos(conninfo: str | Sequence[str]) -> list[tuple[str, str]]:
         one.setdefault("connect_timeout", 2)
         out.append((f"{host or addr or 'local'}:{port or '5432'}", make_conninfo("", **one)))
     return out
+
+
+def keep_trying(
+    attempt: Callable[[], None],
+    policy: RetryPolicy,
+    deadline: float,
+    conninfo: str,
+    sleep: Callable[[float], Any] = time.sleep,
+) -> None:
+    """Run `attempt` until it succeeds, backing off under `policy` until `deadline`
+    (monotonic); then ConnectionFailed naming the server. `sleep` lets the async API wait
+    on its event loop."""
+    tries, last = 0, None
+    while True:
+        tries += 1
+        try:
+            attempt()
+            return
+        except (errors.ConnectionFailed, psycopg.Error, PoolTimeout) as exc:
+            last = exc
+        pause = policy.backoff(tries)
+        if time.monotonic() + pause > deadline:
+            raise errors.ConnectionFailed(
+                f"lost the connection to {redact_dsn(conninfo)} and could not get it back"
+                f" within {policy.deadline:g} s: {_first_line(last)}"
+            ) from last
+        sleep(pause)
 
 
 # -- connecting --------------------------------------------------------------------------------

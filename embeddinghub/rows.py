@@ -11,6 +11,7 @@ Writes go through one bulk path: binary COPY into a staging table, then one
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -287,7 +288,30 @@ def set_row(
             catalog.lock_for_write(h, cur)
             cur.execute(query, (part, key, vec, _jsonb(meta)))
 
-    catalog.retrying(h, write)
+    with _partition_named(h, [part]):
+        catalog.retrying(h, write)
+
+
+@contextmanager
+def _partition_named(h: SpaceHandle, parts: Iterable[str]) -> Iterator[None]:
+    """A partition dropped while a write ran: name it. Under row-level security the server
+    leaves the row (and so the partition) out of its message, so say which one it was."""
+    try:
+        yield
+    except errors.PartitionNotFound as exc:
+        if exc.partition != "?":
+            raise
+        names = sorted(set(parts))
+        h.known_partitions.difference_update(names)  # seen to exist, but no longer
+        missing = names
+        if len(names) > 1:
+            with translate(h.name):
+                found = {r[0] for r in h.conn.execute(
+                    "SELECT name FROM embeddinghub.partitions WHERE space_id = %s AND name = ANY(%s)",
+                    (h.id, names),
+                ).fetchall()}
+            missing = [n for n in names if n not in found] or names
+        raise errors.PartitionNotFound(h.name, missing[0]) from exc
 
 
 @dataclass(frozen=True)
@@ -388,7 +412,8 @@ def multiset(
     if not batch.keys:
         return 0
     order = lock_order(batch)
-    return catalog.retrying(h, lambda: _multiset(h, batch, order, progress, rebuild_index, phase))
+    with _partition_named(h, batch.partitions):
+        return catalog.retrying(h, lambda: _multiset(h, batch, order, progress, rebuild_index, phase))
 
 
 def lock_order(batch: WriteBatch) -> list[int]:

@@ -83,25 +83,15 @@ class _Link:
 
     def restore(self, deadline: float) -> None:
         """A working connection again, trying with back-off until `deadline` (monotonic)."""
-        attempt, last = 0, None
-        while True:
-            attempt += 1
-            try:
-                if self.pool is None:
-                    self.single = self.connect()
-                else:  # the pool drops broken connections itself; wait for a good one
-                    with self.pool.connection(timeout=max(0.1, deadline - time.monotonic())) as conn:
-                        conn.execute("SELECT 1")
-                return
-            except (errors.ConnectionFailed, psycopg.Error, PoolTimeout) as exc:
-                last = exc
-            pause = self.retry.backoff(attempt)
-            if time.monotonic() + pause > deadline:
-                raise errors.ConnectionFailed(
-                    f"lost the connection to {redact_dsn(self.conninfo)} and could not get it back"
-                    f" within {self.retry.deadline:g} s: {str(last).splitlines()[0] if last else ''}"
-                ) from last
-            time.sleep(pause)
+
+        def attempt() -> None:
+            if self.pool is None:
+                self.single = self.connect()
+            else:  # the pool drops broken connections itself; wait for a good one
+                with self.pool.connection(timeout=max(0.1, deadline - time.monotonic())) as conn:
+                    conn.execute("SELECT 1")
+
+        failover.keep_trying(attempt, self.retry, deadline, self.conninfo)
 
     def close(self) -> None:
         if self.pool is not None:
