@@ -35,6 +35,11 @@ PLOT = Path(__file__).resolve().parent / "results" / "recall_qps.png"
 
 def run(hub: eh.Hub, report: Report, quick: bool) -> None:
     ds = load_pydocs(limit=5000 if quick else None, queries=200 if quick else None)
+    bench(hub, report, ds, warmup=10 if quick else 50)
+
+
+def bench(hub: eh.Hub, report: Report, ds: Any, warmup: int) -> None:
+    """Every index kind and raw pgvector on `ds`; draws PLOT."""
     truth = exact_top_k(ds.corpus, ds.queries, K, ds.metric)
     searches: dict[str, Callable[[np.ndarray, int], list[str]]] = {}
     built: dict[str, tuple[float, int]] = {}
@@ -50,7 +55,7 @@ def run(hub: eh.Hub, report: Report, quick: bool) -> None:
 
             searches[kind] = ours
         built[RAW_LABEL], searches[RAW_LABEL] = _raw(hub, ds)
-        curves = _sweep(report, ds, truth, searches, built, warmup=10 if quick else 50)
+        curves = _sweep(report, ds, truth, searches, built, warmup=warmup)
         _plot(curves, ds)
     finally:
         for kind in KINDS:

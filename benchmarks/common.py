@@ -20,7 +20,17 @@ from typing import Any
 
 import numpy as np
 
-DATA_DIR = Path(os.environ.get("EMBEDDINGHUB_BENCH_DATA", "/work/shared/data"))
+
+def _data_dir() -> Path:
+    # $EMBEDDINGHUB_BENCH_DATA, else shared/data beside the checkout, else the workplace copy.
+    given = os.environ.get("EMBEDDINGHUB_BENCH_DATA")
+    if given:
+        return Path(given)
+    beside = Path(__file__).resolve().parents[2] / "shared" / "data"
+    return beside if beside.is_dir() else Path("/work/shared/data")
+
+
+DATA_DIR = _data_dir()
 PYDOCS_DIR = DATA_DIR / "pydocs"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
