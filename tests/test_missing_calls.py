@@ -9,24 +9,10 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 from psycopg import sql
 
 import embeddinghub as eh
-from embeddinghub.cli import main
-
-
-@pytest.fixture
-def cli(dsn: str) -> Callable[..., Result]:
-    runner = CliRunner()
-
-    def run(*args: str, code: int = 0, input: str | None = None) -> Result:
-        result = runner.invoke(main, ["--dsn", dsn, *args], input=input, env={"EMBEDDINGHUB_DSN": None})
-        assert result.exit_code == code, (result.output, result.exception)
-        assert "Traceback" not in result.output
-        return result
-
-    return run
 
 
 @pytest.fixture
