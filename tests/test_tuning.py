@@ -28,12 +28,40 @@ def clustered(make_space: Callable[..., eh.Space]) -> eh.Space:
     return _clustered(make_space, m=8, ef_construction=16)  # low recall at small ef_search
 
 
-def test_measure_recall_rises_with_ef_search(clustered: eh.Space) -> None:
-    points = measure(clustered, (1, 200), k=10, sample=40)
-    assert [p.ef_search for p in points] == [1, 200]
+def _queries_near(space: eh.Space, n: int, seed: int) -> np.ndarray:
+    """Query vectors near stored rows, fixed by `seed`: with them, a measurement of one
+    graph is deterministic (pgvector draws each build's graph at random, a search is not)."""
+    stored = space.multiget([f"k{i}" for i in range(0, 3000, 3000 // n)][:n])
+    return stored + np.random.default_rng(seed).normal(scale=0.05, size=stored.shape)
+
+
+def _recall_by_hand(space: eh.Space, queries: np.ndarray, ef: int, k: int = 10) -> float:
+    """Recall@k of the space's own search at `ef` against a brute force in numpy (cosine)."""
+    keys = [f"k{i}" for i in range(3000)]
+    data = space.multiget(keys)
+    data = data / np.linalg.norm(data, axis=1, keepdims=True)
+    found = []
+    for q in queries:
+        want = {keys[i] for i in np.argsort(-(data @ (q / np.linalg.norm(q))))[:k]}
+        got = {h.key for h in space.nearest_neighbors(k, vector=q, ef_search=ef)}
+        found.append(len(got & want) / k)
+    return float(np.mean(found))
+
+
+def test_measure_counts_recall_against_exact_search(clustered: eh.Space) -> None:
+    queries = _queries_near(clustered, 30, seed=1)
+    points = measure(clustered, (20, 200), k=10, queries=queries)
+    assert [p.ef_search for p in points] == [20, 200]
     assert all(0 <= p.recall <= 1 and p.latency_ms > 0 for p in points)
-    assert points[1].recall > points[0].recall
-    assert points[1].recall >= 0.9  # a weak graph (m=8): high, not perfect
+    for point in points:  # the same figure as an independent count
+        assert point.recall == pytest.approx(_recall_by_hand(clustered, queries, point.ef_search))
+
+
+def test_measure_recall_rises_with_ef_search(make_space: Callable[..., eh.Space]) -> None:
+    weak = _clustered(make_space, m=2, ef_construction=4)  # recall 0.2-0.4 at ef 10
+    queries = _queries_near(weak, 40, seed=2)
+    low, high = measure(weak, (10, 1000), k=10, queries=queries)
+    assert high.recall > low.recall  # in 40 builds the gap was never under 0.1
 
 
 def test_exact_ground_truth_makes_perfect_recall_possible(make_space: Callable[..., eh.Space]) -> None:
@@ -45,10 +73,17 @@ def test_exact_ground_truth_makes_perfect_recall_possible(make_space: Callable[.
 
 
 def test_tune_picks_the_smallest_setting_that_reaches_the_target(clustered: eh.Space) -> None:
-    result = clustered.tune(0.9, sample=40)
-    assert result.reached and result.recall >= 0.9
+    queries = _queries_near(clustered, 30, seed=3)
+    ladder = measure(clustered, EF_LADDER, queries=queries)
+    # A target between the cheapest and the best recall of this build (a search is
+    # deterministic, so tune() measures the same figures).
+    target = (ladder[0].recall + max(p.recall for p in ladder)) / 2
+    expected = next(p for p in ladder if p.recall >= target)
+    result = clustered.tune(target, queries=queries)
+    assert result.reached and result.ef_search == expected.ef_search
+    assert result.recall == pytest.approx(expected.recall) and result.recall >= target
     assert [p.ef_search for p in result.points] == list(EF_LADDER[: len(result.points)])
-    assert all(p.recall < 0.9 for p in result.points[:-1])
+    assert all(p.recall < target for p in result.points[:-1])
     assert clustered.refresh().ef_search == result.ef_search
 
 
