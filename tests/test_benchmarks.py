@@ -120,7 +120,7 @@ def test_default_is_a_private_embedded_server_removed_afterwards(
 def test_core_bench_on_a_small_dataset(hub: eh.Hub) -> None:
     ds = common.synthetic_clusters(600, 16, 30, clusters=5, seed=3)
     rows: list[dict[str, Any]] = []
-    bench_core.bench_dataset(hub, hub.conn, ds, rows.append, ingest_runs=2)
+    bench_core.bench_dataset(hub, hub.conn, ds, rows.append, ingest_runs=2, quick=True)
     by_measure = {r["measure"].strip(): r for r in rows}
     ingest = by_measure["ingest rows/s, load + index (best of 2)"]
     assert len(ingest["_ours_runs"]) == len(ingest["_raw_runs"]) == 2
@@ -128,6 +128,10 @@ def test_core_bench_on_a_small_dataset(hub: eh.Hub) -> None:
     latency = by_measure["query latency median ms"]
     assert len(latency["_ours_ms"]) == len(latency["_raw_ms"]) == 30
     assert not math.isnan(latency["ratio"])
+    own = by_measure["same, raw SQL on the space's own table"]
+    assert len(own["_own_ms"]) == 30 and own["raw_pgvector"] > 0
+    indexed = by_measure[f"load {bench_core.INDEXED_LOAD_ROWS // 5:,} rows into the indexed table s"]
+    assert indexed["embeddinghub"] > 0 and indexed["raw_pgvector"] > 0 and indexed["ok"] is not None
     recall = by_measure["recall@10 (ef_search=40)"]
     assert recall["embeddinghub"] >= 0.9 and recall["raw_pgvector"] >= 0.9
     assert not hub.has_space(f"bench_core_{ds.name}")  # cleaned up
