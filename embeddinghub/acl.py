@@ -7,12 +7,16 @@ admits a row only when the current user is a member of a role granted on its spa
 partition (see sql/acl.sql). Raw SQL, COPY, the SQL functions and the BI views therefore
 obey exactly what the Python API obeys. The catalog shows a role only what it was granted.
 
-Grants are managed with DML on `embeddinghub.grants`, which the table's own RLS lets an
-admin do inside its scope only; so an admin connected as itself can call `grant()` too.
+Granting is an INSERT into `embeddinghub.grants`, revoking an INSERT of the grant's id into
+`embeddinghub.grant_revocations` (its trigger deletes the grant); each table's RLS admits the
+row inside the caller's admin scope only, so an admin connected as itself can call `grant()`
+and `revoke()` too. Nobody but the hub owner may UPDATE or DELETE the grants table (or, with
+that, LOCK it and stall every policy check).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -167,10 +171,11 @@ def grant(
         if part is not None:
             catalog.ensure_partitions(h, cur, [part], create=False)
         try:
-            cur.execute(
-                "DELETE FROM embeddinghub.grants WHERE space_id = %s AND role = %s"
-                " AND partition IS NOT DISTINCT FROM %s AND privilege <> %s",
-                (h.id, role, part, privilege),
+            _revoke_where(
+                cur,
+                [sql.SQL("space_id = %s"), sql.SQL("role = %s"),
+                 sql.SQL("partition IS NOT DISTINCT FROM %s"), sql.SQL("privilege <> %s")],
+                [h.id, role, part, privilege],
             )
             cur.execute(
                 "INSERT INTO embeddinghub.grants (space_id, partition, role, privilege)"
@@ -205,18 +210,28 @@ def revoke(
         params.append(validate_name("partition", partition))
     with translate(h.name), h.conn.transaction(), h.conn.cursor() as cur:
         try:
-            cur.execute(
-                sql.SQL("DELETE FROM embeddinghub.grants WHERE {}").format(
-                    sql.SQL(" AND ").join(conds)
-                ),
-                params,
-            )
+            return _revoke_where(cur, conds, params)
         except psycopg.errors.InsufficientPrivilege:
             raise errors.PermissionDenied(
                 f"space {h.name!r}: {h.conn.info.user!r} may not revoke on it"
                 " (that needs the admin privilege on it)"
             ) from None
-        return cur.rowcount
+
+
+def _revoke_where(cur: psycopg.Cursor[Any], conds: Sequence[sql.Composable], params: list[Any]) -> int:
+    """Revoke the grants matching `conds` that the caller administers; returns how many.
+
+    A revocation request per grant: its trigger deletes the grant (sql/acl.sql). Grants the
+    caller sees but does not administer (its own, elsewhere) are left alone, not refused."""
+    cur.execute(
+        sql.SQL(
+            "INSERT INTO embeddinghub.grant_revocations (grant_id)"
+            " SELECT id FROM embeddinghub.grants"
+            " WHERE {} AND embeddinghub.acl_can_admin(space_id, partition)"
+        ).format(sql.SQL(" AND ").join(conds)),
+        params,
+    )
+    return cur.rowcount
 
 
 def list_grants(space: SpaceHandle | SupportsHandle) -> list[Grant]:

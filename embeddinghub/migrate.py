@@ -200,13 +200,14 @@ def _lock_down_public(cur: psycopg.Cursor[Any], user: str) -> None:
         )
 
 
-def upgrade(dsn: str, conn: psycopg.Connection) -> bool:
-    """Bring the database at `dsn` to the newest schema; return True if anything ran.
+def upgrade(dsn: str, conn: psycopg.Connection, target: str = "head") -> bool:
+    """Bring the database at `dsn` to the newest schema (or revision `target`); return True
+    if anything ran.
 
-    Cheap when already at head (one query), so every `connect()` can call it.
+    Cheap when already there (one query), so every `connect()` can call it.
     """
-    head = head_revision()
-    if current_revision(conn) == head:
+    wanted = head_revision() if target == "head" else target
+    if current_revision(conn) == wanted:
         return False
     # Any libpq DSN form works: SQLAlchemy gets connections from psycopg directly.
     engine = create_engine(
@@ -232,7 +233,7 @@ def upgrade(dsn: str, conn: psycopg.Connection) -> bool:
             raw(f"SET LOCAL search_path = {SAFE_SEARCH_PATH}")
             cfg = _alembic_config()
             cfg.attributes["connection"] = sa_conn
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, target)
     except Exception as exc:
         orig = getattr(exc, "orig", None)
         if isinstance(orig, psycopg.Error):  # a migration statement failed

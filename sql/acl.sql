@@ -35,10 +35,14 @@
 --    reads it unfiltered). A role sees the spaces it holds a grant on, the partitions in its
 --    scope, and its own grants (an admin: every grant in its scope). SELECT on the catalog is
 --    granted to PUBLIC, so a role with no grant sees empty tables.
---  * Granting and revoking are INSERT and DELETE on embeddinghub.grants. The table's RLS admits
---    them only inside the caller's admin scope (and granted_by must be the caller); only
---    admins hold INSERT/DELETE on it at all. A read or write role cannot grant; an admin
---    cannot reach beyond its space or partition, nor change a grant in place.
+--  * Granting is INSERT on embeddinghub.grants; revoking is INSERT of the grant's id into
+--    embeddinghub.grant_revocations, whose trigger deletes the grant. Each table's RLS admits
+--    the row only inside the caller's admin scope (and granted_by must be the caller); only
+--    admins hold INSERT on them at all, and nobody but the hub owner holds DELETE or UPDATE
+--    on the grants table: those privileges would let an admin LOCK it in ACCESS EXCLUSIVE
+--    mode and stall every policy check of every space, where INSERT allows no lock above ROW
+--    EXCLUSIVE, which blocks no reader and no writer. A read or write role cannot grant; an
+--    admin cannot reach beyond its space or partition, nor change a grant in place.
 --  * Grants name roles by name, and policies and privileges depend on the role: Postgres
 --    refuses to drop a role while a grant of it stands (Hub.drop_role deletes them first).
 --
@@ -211,6 +215,41 @@ BEGIN
 END
 $$;
 
+-- -- revoking: an insert-only request table ---------------------------------------------------
+-- A revocation is a row naming the grant; it passes this table's RLS only inside the
+-- inserter's admin scope, and the trigger below (as the catalog owner) deletes the grant and
+-- the request at once, so the table stays empty.
+CREATE TABLE IF NOT EXISTS embeddinghub.grant_revocations (grant_id integer NOT NULL);
+REVOKE ALL ON embeddinghub.grant_revocations FROM PUBLIC;
+ALTER TABLE embeddinghub.grant_revocations ENABLE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS eh_owner ON embeddinghub.grant_revocations;
+CREATE POLICY eh_owner ON embeddinghub.grant_revocations FOR ALL
+    USING ((SELECT embeddinghub.is_hub_owner())) WITH CHECK ((SELECT embeddinghub.is_hub_owner()));
+DROP POLICY IF EXISTS eh_revoke ON embeddinghub.grant_revocations;
+CREATE POLICY eh_revoke ON embeddinghub.grant_revocations FOR INSERT WITH CHECK (
+    EXISTS (SELECT 1 FROM embeddinghub.grants g
+            WHERE g.id = grant_revocations.grant_id
+              AND embeddinghub.acl_can_admin(g.space_id, g.partition)));
+
+CREATE OR REPLACE FUNCTION embeddinghub.on_grant_revocation() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_RELID <> 'embeddinghub.grant_revocations'::regclass THEN
+        RAISE EXCEPTION 'on_grant_revocation fires on embeddinghub.grant_revocations only'
+            USING ERRCODE = '42501';
+    END IF;
+    -- AFTER INSERT: the request passed the table's RLS check, so the inserter administers
+    -- the grant's scope. Deleting the grant fires on_grant_change, as for the owner's DELETE.
+    DELETE FROM embeddinghub.grants g WHERE g.id = NEW.grant_id;
+    DELETE FROM embeddinghub.grant_revocations r WHERE r.grant_id = NEW.grant_id;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION embeddinghub.on_grant_revocation() FROM PUBLIC;
+DROP TRIGGER IF EXISTS revoke_grant ON embeddinghub.grant_revocations;
+CREATE TRIGGER revoke_grant AFTER INSERT ON embeddinghub.grant_revocations
+FOR EACH ROW EXECUTE FUNCTION embeddinghub.on_grant_revocation();
+
 -- -- table privileges follow the grants ---------------------------------------------------------
 -- Re-derive what role `rname` may do on space `sid`'s tables from its rows in grants.
 CREATE OR REPLACE FUNCTION embeddinghub.sync_privileges(sid integer, rname text) RETURNS void
@@ -248,13 +287,16 @@ BEGIN
             EXECUTE format('GRANT SELECT ON embeddinghub_views.%I TO %I', view_name, rname);
         END IF;
     END IF;
-    -- Admins (of any space) manage grants by DML on the grants table, gated by its RLS.
+    -- Admins (of any space) grant and revoke by INSERT, gated by the two tables' RLS.
+    EXECUTE format('REVOKE UPDATE, DELETE, TRUNCATE ON embeddinghub.grants FROM %I', rname);
     IF EXISTS (SELECT 1 FROM embeddinghub.grants g WHERE g.role = rname AND g.privilege = 'admin')
     THEN
-        EXECUTE format('GRANT INSERT, DELETE ON embeddinghub.grants TO %I', rname);
+        EXECUTE format('GRANT INSERT ON embeddinghub.grants, embeddinghub.grant_revocations TO %I',
+                       rname);
         EXECUTE format('GRANT USAGE ON SEQUENCE embeddinghub.grants_id_seq TO %I', rname);
     ELSE
-        EXECUTE format('REVOKE INSERT, DELETE ON embeddinghub.grants FROM %I', rname);
+        EXECUTE format('REVOKE INSERT ON embeddinghub.grants, embeddinghub.grant_revocations FROM %I',
+                       rname);
         EXECUTE format('REVOKE USAGE ON SEQUENCE embeddinghub.grants_id_seq FROM %I', rname);
     END IF;
 END
@@ -415,18 +457,20 @@ CREATE POLICY eh_visible ON embeddinghub.grants FOR SELECT USING (
     OR embeddinghub.acl_can_admin(space_id, partition));
 CREATE POLICY eh_grant ON embeddinghub.grants FOR INSERT WITH CHECK (
     granted_by = current_user AND embeddinghub.acl_can_admin(space_id, partition));
-CREATE POLICY eh_revoke ON embeddinghub.grants FOR DELETE USING (
-    embeddinghub.acl_can_admin(space_id, partition));
 
--- -- spaces made before this file ran -----------------------------------------------------------
+-- -- spaces and grants made before this file ran ------------------------------------------------
 DO $$
 DECLARE
     sid integer;
+    g record;
 BEGIN
     FOR sid IN SELECT id FROM embeddinghub.spaces LOOP
         IF to_regclass(format('embeddinghub_data.%I', 's' || sid)) IS NOT NULL THEN
             PERFORM embeddinghub.secure_space(sid);
         END IF;
+    END LOOP;
+    FOR g IN SELECT DISTINCT space_id, role FROM embeddinghub.grants LOOP
+        PERFORM embeddinghub.sync_privileges(g.space_id, g.role);  -- e.g. DELETE on grants goes
     END LOOP;
 END
 $$;

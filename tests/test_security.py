@@ -84,6 +84,9 @@ ATTACKS: list[tuple[str, str, str, str]] = [
      "INSERT INTO embeddinghub.grants (space_id, role, privilege) VALUES ({B_id}, current_user, 'read')",
      "denied"),
     ("revoke-others", "ta", "DELETE FROM embeddinghub.grants WHERE space_id = {B_id}", "denied"),
+    ("revoke-others-by-request", "ta",
+     "INSERT INTO embeddinghub.grant_revocations (grant_id) SELECT id FROM embeddinghub.grants",
+     "denied"),
     ("unfreeze", "ta", "UPDATE embeddinghub.spaces SET frozen = false", "denied"),
     ("disable-rls", "ta", "ALTER TABLE {B} DISABLE ROW LEVEL SECURITY", "denied"),
     ("no-force-rls", "ta", "ALTER TABLE {B} NO FORCE ROW LEVEL SECURITY", "denied"),
@@ -187,8 +190,24 @@ ATTACKS: list[tuple[str, str, str, str]] = [
      "INSERT INTO embeddinghub.grants (space_id, role, privilege, granted_by)"
      " VALUES ({A_id}, {tb_lit}, 'read', 'postgres')", "denied"),
     ("update-grant", "adm", "UPDATE embeddinghub.grants SET privilege = 'admin'", "denied"),
+    # Revoking is an INSERT into grant_revocations: no DELETE on grants, so no LOCK on it.
     ("revoke-other-space", "adm",
-     "DELETE FROM embeddinghub.grants WHERE space_id = {B_id} RETURNING id", "none"),
+     "DELETE FROM embeddinghub.grants WHERE space_id = {B_id} RETURNING id", "denied"),
+    ("revoke-own-space-by-delete", "adm",
+     "DELETE FROM embeddinghub.grants WHERE space_id = {A_id} RETURNING id", "denied"),
+    ("revoke-other-space-by-request", "adm",
+     "INSERT INTO embeddinghub.grant_revocations (grant_id)"
+     " SELECT id FROM embeddinghub.grants WHERE space_id = {B_id}", "none"),
+    ("revoke-guessed-ids", "adm",
+     "INSERT INTO embeddinghub.grant_revocations (grant_id) SELECT generate_series(1, 100000)",
+     "denied"),
+    ("truncate-grants", "adm", "TRUNCATE embeddinghub.grants", "denied"),
+    ("lock-grants", "adm", "LOCK TABLE embeddinghub.grants IN ACCESS EXCLUSIVE MODE", "denied"),
+    ("lock-grants-share", "adm", "LOCK TABLE embeddinghub.grants IN SHARE MODE", "denied"),
+    ("lock-revocations", "adm",
+     "LOCK TABLE embeddinghub.grant_revocations IN EXCLUSIVE MODE", "denied"),
+    ("delete-revocations", "adm", "DELETE FROM embeddinghub.grant_revocations", "denied"),
+    ("see-revocations", "adm", "SELECT grant_id FROM embeddinghub.grant_revocations", "denied"),
     ("see-other-space-grants", "adm",
      "SELECT role FROM embeddinghub.grants WHERE space_id = {B_id}", "none"),
     ("grant-public", "adm",
@@ -217,7 +236,14 @@ ATTACKS: list[tuple[str, str, str, str]] = [
      " VALUES ({A_id}, 'p2', {tb_lit}, 'read')", "denied"),
     ("revoke-whole-space-grant", "padm",
      "DELETE FROM embeddinghub.grants WHERE space_id = {A_id} AND partition IS NULL RETURNING id",
-     "none"),
+     "denied"),
+    ("revoke-whole-space-grant-by-request", "padm",
+     "INSERT INTO embeddinghub.grant_revocations (grant_id)"
+     " SELECT id FROM embeddinghub.grants WHERE space_id = {A_id} AND partition IS NULL", "none"),
+    ("revoke-guessed-whole-space-ids", "padm",
+     "INSERT INTO embeddinghub.grant_revocations (grant_id) SELECT generate_series(1, 100000)",
+     "denied"),
+    ("lock-grants", "padm", "LOCK TABLE embeddinghub.grants IN SHARE ROW EXCLUSIVE MODE", "denied"),
     ("see-whole-space-grants", "padm",
      "SELECT role FROM embeddinghub.grants WHERE space_id = {A_id} AND partition IS NULL", "none"),
     ("read-other-partition", "padm", "SELECT key FROM {A} WHERE partition <> 'p1'", "none"),
@@ -257,6 +283,9 @@ ATTACKS: list[tuple[str, str, str, str]] = [
     ("definer-trigger-write-lock", "ta",
      "CREATE TEMP TABLE w (x int); CREATE TRIGGER w BEFORE INSERT ON w FOR EACH STATEMENT"
      " EXECUTE FUNCTION embeddinghub.on_write_statement('{B_id}')", "denied"),
+    ("definer-trigger-revocation", "adm",
+     "CREATE TEMP TABLE r (grant_id integer); CREATE TRIGGER r AFTER INSERT ON r"
+     " FOR EACH ROW EXECUTE FUNCTION embeddinghub.on_grant_revocation()", "denied"),
     ("definer-trigger-grant-insert", "adm",
      "CREATE TEMP TABLE g (LIKE embeddinghub.grants); CREATE TRIGGER g BEFORE INSERT ON g"
      " FOR EACH ROW EXECUTE FUNCTION embeddinghub.on_grant_insert()", "denied"),
@@ -325,6 +354,8 @@ EXTRA_ATTACKS = {
     "test_python_api_as_a_partition_writer": 2,
     "test_advisory_locks_hold_nobody_off": 4,  # 4 advisory locks held; writer, snapshot, freeze go on
     "test_a_writer_holding_the_space_lock_blocks_no_tenant": 5,  # 2 writes, a read, 2 owner ops
+    "test_an_admin_holding_its_strongest_grants_lock_blocks_nobody": 3,  # a read, owner grant, revoke
+    "test_admins_revoke_in_their_scope_through_the_api": 3,  # out of scope kept, tenant refused
     # 6 formats + 9 operators planted; 3 victims x 15 calls (+ 10 owner calls for 2 of them)
     "test_trojans_in_a_writable_public_never_run": 15 + 3 * 15 + 2 * 10 + 4,
     "test_admin_cannot_lock_the_owner_out": 4,
@@ -741,6 +772,46 @@ def test_a_writer_holding_the_space_lock_blocks_no_tenant(world: World) -> None:
     assert world.a.snapshot().number > int(world.names["A_v1"])  # free again once it commits
 
 
+def test_an_admin_holding_its_strongest_grants_lock_blocks_nobody(world: World) -> None:
+    """An admin mid-revocation holds the strongest lock it can take on the grants table (ROW
+    EXCLUSIVE, from INSERT): every policy check reads that table, and none of them waits."""
+    admin = world.roles["adm"].connect()
+    reader = world.roles["tb"].connect(options="-c lock_timeout=5s")
+    with admin.transaction(force_rollback=True):
+        admin.execute("LOCK TABLE embeddinghub.grants IN ROW EXCLUSIVE MODE")
+        admin.execute("LOCK TABLE embeddinghub.grant_revocations IN ROW EXCLUSIVE MODE")
+        admin.execute(world.sql(
+            "INSERT INTO embeddinghub.grant_revocations (grant_id) SELECT id FROM embeddinghub.grants"
+            " WHERE space_id = {A_id} AND role = {tb_lit}"))
+        # The catalog's policies read the grants table; so do the SQL API's lookups.
+        spaces = reader.execute("SELECT name FROM embeddinghub.spaces").fetchall()
+        assert (world.b.name,) in spaces
+        found = reader.execute(
+            "SELECT key FROM embeddinghub.nearest_neighbors(%s, '[1,0,0]')", (world.b.name,)
+        ).fetchall()
+        assert {r[0] for r in found} == {"b1", "b2"}
+        world.b.grant(world.roles["pr"].name, "read")  # the owner grants and revokes elsewhere
+        world.b.revoke(world.roles["pr"].name)
+        assert world.a.hub.execute(world.sql("SELECT count(*) FROM {A}"))[0][0] > 0
+
+
+def test_admins_revoke_in_their_scope_through_the_api(world: World, make_role: Any) -> None:
+    guest = make_role("sec_guest")
+    world.a.grant(guest.name, "read", partition="p1")
+    world.a.grant(guest.name, "read", partition="p2")
+    padm = world.roles["padm"].hub().get_space(world.a.name)
+    padm.revoke(guest.name)  # only p1's: p2 is outside its scope, left alone
+    assert {(g.role, g.partition) for g in world.a.grants() if g.role == guest.name} == {
+        (guest.name, "p2")
+    }
+    adm = world.roles["adm"].hub().get_space(world.a.name)
+    adm.revoke(guest.name)
+    assert not [g for g in world.a.grants() if g.role == guest.name]
+    assert not world.a.hub.execute("SELECT 1 FROM embeddinghub.grant_revocations")  # none left
+    with pytest.raises(errors.PermissionDenied, match="revoke"):
+        world.roles["ta"].hub().get_space(world.a.name).revoke(world.roles["pr"].name)
+
+
 # -- search_path hijacks: objects planted in a writable public never run as anyone else ----------
 TROJAN_FORMATS = ("text, text", "text, text, text", "text, text, integer", "text, text, bigint",
                   "text, text, text, text", "text, text, text, text, text")
@@ -889,7 +960,7 @@ def test_every_function_pins_its_search_path(hub: eh.Hub) -> None:
     definers = {f.split("(")[0] for f, _, definer, _ in rows if definer}
     assert definers == {"embeddinghub.on_row_write", "embeddinghub.on_write_statement",
                         "embeddinghub.on_grant_change", "embeddinghub.on_grant_insert",
-                        "embeddinghub.lock_space_shared"}
+                        "embeddinghub.on_grant_revocation", "embeddinghub.lock_space_shared"}
     assert [f for f, _, definer, public in rows if definer and public] == []
 
 

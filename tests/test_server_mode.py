@@ -21,7 +21,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 import embeddinghub as eh
-from embeddinghub import errors
+from embeddinghub import errors, migrate
 from embeddinghub.cli import main
 
 Setup = Callable[..., str]
@@ -91,6 +91,41 @@ def test_everything_works_as_a_non_superuser_owner(fresh_database: Setup) -> Non
         space.grant(name, "read", partition="p1")
         assert [g.role for g in space.grants()] == [name]
         hub.drop_role(name)
+
+
+def test_upgrading_a_hub_takes_delete_on_grants_from_its_admins(fresh_database: Setup) -> None:
+    """Revision 0005: admins revoke through grant_revocations; the DELETE (and with it the
+    ACCESS EXCLUSIVE lock on the grants table) that 0004 gave them goes on upgrade."""
+    dsn = fresh_database()
+    admin = f"app_{uuid.uuid4().hex[:8]}"  # dropped with the database's owner
+    privileges = (
+        "SELECT has_table_privilege(%(r)s, 'embeddinghub.grants', 'DELETE'),"
+        "       has_table_privilege(%(r)s, 'embeddinghub.grants', 'INSERT'),"
+        "       to_regclass('embeddinghub.grant_revocations') IS NOT NULL"
+    )
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        assert migrate.upgrade(dsn, conn, target="0004")
+        assert migrate.current_revision(conn) == "0004"
+        conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(admin)))
+        (sid,) = conn.execute(
+            "INSERT INTO embeddinghub.spaces (name, dims, metric, dtype)"
+            " VALUES ('old', 3, 'l2', 'float32') RETURNING id"
+        ).fetchone()  # type: ignore[misc]
+        conn.execute(
+            "INSERT INTO embeddinghub.grants (space_id, role, privilege) VALUES (%s, %s, 'admin')",
+            (sid, admin),
+        )
+        # Revision 0004 applies the newest sql/; put back what 0004's own sql/ left behind.
+        conn.execute("DROP TABLE embeddinghub.grant_revocations")
+        conn.execute(sql.SQL("GRANT INSERT, DELETE ON embeddinghub.grants TO {}").format(
+            sql.Identifier(admin)))
+        assert conn.execute(privileges, {"r": admin}).fetchone() == (True, True, False)
+    with eh.connect(dsn) as hub:  # connect() upgrades to the newest revision
+        assert migrate.current_revision(hub.conn) == migrate.head_revision()
+        assert hub.execute(privileges, {"r": admin}) == [(False, True, True)]
+        assert hub.execute(
+            "SELECT has_table_privilege(%s, 'embeddinghub.grant_revocations', 'INSERT')", (admin,)
+        ) == [(True,)]
 
 
 def test_a_missing_extension_names_the_sql_to_ask_for(fresh_database: Setup) -> None:
