@@ -132,12 +132,12 @@ def bench_dataset(
         def own_nn(q: np.ndarray) -> list[str]:
             return [r[0] for r in conn.execute(own, {"q": q}, prepare=True).fetchall()]
 
-        samples, results = interleaved_latency(
-            {"ours": ours_nn, "raw": raw_nn, "raw_own_table": own_nn},
-            ds.queries,
-            warmup=min(50, len(ds.queries)),
-        )
-        _report_search(report, label, ds, space, samples, results, truth)
+        # Two races of two: the second to search a query through a graph finds its pages in
+        # the CPU caches, so a contender on another graph must not race a pair sharing one.
+        warmup = min(50, len(ds.queries))
+        samples, results = interleaved_latency({"ours": ours_nn, "raw": raw_nn}, ds.queries, warmup=warmup)
+        same, _ = interleaved_latency({"ours": ours_nn, "raw": own_nn}, ds.queries, warmup=warmup)
+        _report_search(report, label, ds, space, samples, results, truth, same)
         extra = INDEXED_LOAD_ROWS // 5 if quick else INDEXED_LOAD_ROWS
         _bench_indexed_load(report, label, ds, space, raw, table, extra)
     finally:
@@ -300,9 +300,11 @@ def _report_search(
     samples: dict[str, list[float]],
     results: dict[str, list[Any]],
     truth: np.ndarray,
+    same: dict[str, list[float]],
 ) -> None:
+    """`samples`: ours against the plain table; `same`: ours against raw SQL on its own table."""
     ours, raw = summarise_ms(samples["ours"]), summarise_ms(samples["raw"])
-    own = summarise_ms(samples["raw_own_table"])
+    ours_same, own = summarise_ms(same["ours"]), summarise_ms(same["raw"])
     settings = {"_m": space.m, "_ef_construction": space.ef_construction,
                 "_ef_search": space.ef_search, "_queries": len(ds.queries)}
     ratio = _ratio(ours["median_ms"], raw["median_ms"])
@@ -314,11 +316,11 @@ def _report_search(
     )
     # Raw SQL on the space's own table: the same rows and the same HNSW graph, so the ratio
     # is the layer's own cost (two graphs of the same data, built apart, differ by chance).
-    own_ratio = _ratio(ours["median_ms"], own["median_ms"])
+    own_ratio = _ratio(ours_same["median_ms"], own["median_ms"])
     report(
-        _row(label, "  same, raw SQL on the space's own table", ours["median_ms"], own["median_ms"],
-             target=f"<= {TARGET_LATENCY}", ok=own_ratio <= TARGET_LATENCY,
-             _own_ms=[s * 1e3 for s in samples["raw_own_table"]])
+        _row(label, "  same, raw SQL on the space's own table", ours_same["median_ms"],
+             own["median_ms"], target=f"<= {TARGET_LATENCY}", ok=own_ratio <= TARGET_LATENCY,
+             _ours_ms=[s * 1e3 for s in same["ours"]], _own_ms=[s * 1e3 for s in same["raw"]])
     )
     report(_row(label, "query latency p95 ms", ours["p95_ms"], raw["p95_ms"], target="(info)"))
     ours_recall = recall_at_k(results["ours"], truth, ds.keys)

@@ -8,6 +8,7 @@ comparable.
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import math
 import os
@@ -170,14 +171,18 @@ def interleaved_latency(
 ) -> tuple[dict[str, list[float]], dict[str, list[Any]]]:
     """Per-query latency of each contender, taking turns on every query.
 
-    Query i runs every contender back to back, rotating who goes first, so machine noise
-    (other processes, cache state, CPU frequency) lands on all of them alike. The first
+    Query i runs every contender back to back, in each of their orders in turn, so machine
+    noise (other processes, cache state, CPU frequency) lands on all of them alike. All
+    orders, not just rotations: the second to search a query's path through a graph finds
+    its pages in the CPU caches, and with three contenders a rotation puts one of a pair
+    that share a graph after the other twice as often as before it. The first
     `warmup` queries run untimed first (connections warm, statements prepared, index pages
     cached). The garbage collector is off while timing, as in `timeit`: its pauses scale
     with the benchmark's own data, not with the code measured. Returns the samples
     (seconds) and each contender's result per query.
     """
     names = list(contenders)
+    orders = list(itertools.permutations(names))
     for q in queries[:warmup]:
         for name in names:
             contenders[name](q)
@@ -188,8 +193,7 @@ def interleaved_latency(
     gc.disable()
     try:
         for i, q in enumerate(queries):
-            shift = i % len(names)
-            for name in names[shift:] + names[:shift]:
+            for name in orders[i % len(orders)]:
                 fn = contenders[name]
                 t0 = clock()
                 result = fn(q)

@@ -214,7 +214,7 @@ class Space:
         return self.iterator()
 
     # -- nearest neighbours -----------------------------------------------------------
-    @session_call(read=True)
+    # No session_call of its own: the one call it makes is one (the hot path stays short).
     def nearest_neighbors(
         self,
         num: int,

@@ -37,6 +37,18 @@ def test_exact_top_k_matches_a_full_sort(metric: str) -> None:
     assert (got == expected).all()
 
 
+def test_interleaving_puts_each_contender_before_each_other_equally_often() -> None:
+    calls: list[str] = []
+    contenders = {name: (lambda q, name=name: calls.append(name)) for name in "abc"}
+    queries = np.zeros((12, 2), dtype=np.float32)
+    samples, _ = common.interleaved_latency(contenders, queries, warmup=0)
+    assert {name: len(s) for name, s in samples.items()} == {"a": 12, "b": 12, "c": 12}
+    rounds = [calls[i : i + 3] for i in range(0, len(calls), 3)]
+    assert len({tuple(r) for r in rounds}) == 6  # every order, twice
+    for x, y in (("a", "b"), ("a", "c"), ("b", "c")):
+        assert sum(r.index(x) < r.index(y) for r in rounds) == 6
+
+
 def test_recall_at_k() -> None:
     keys = [f"k{i}" for i in range(6)]
     truth = np.array([[0, 1], [2, 3]])
