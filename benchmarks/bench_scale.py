@@ -1,8 +1,9 @@
 """Scale: how a space grows from 100k to 1M rows (synthetic 128-d Gaussian clusters, l2).
 
 Per size (100k and 1M; --quick: 20k and 50k; $EMBEDDINGHUB_BENCH_SCALE="100000,300000"
-overrides): load-to-searchable (one `multiset` of the whole matrix into a new space: COPY,
-upsert, HNSW build, ANALYZE), the HNSW index size, the client's peak RSS growth and the
+overrides, and $EMBEDDINGHUB_BENCH_SCALE_DIMS=384 the 128 dimensions): load-to-searchable
+(one `multiset` of the whole matrix into a new space: COPY, upsert, HNSW build, ANALYZE),
+the HNSW index size, the client's peak RSS growth and the
 server backend's peak RSS while loading, and recall@10 (against exact numpy search on 200
 queries) with the median latency at ef_search 20, 40, 80, 160.
 
@@ -38,17 +39,18 @@ def sizes(quick: bool) -> list[int]:
 
 
 def run(hub: eh.Hub, report: Report, quick: bool) -> None:
+    dims = int(os.environ.get("EMBEDDINGHUB_BENCH_SCALE_DIMS") or 128)
     for n in sizes(quick):
-        ds = synthetic_clusters(n, 128, QUERIES, seed=7)
+        ds = synthetic_clusters(n, dims, QUERIES, seed=7)
         name = f"bench_scale_{n}"
         if hub.has_space(name):
             hub.delete_space(name)
-        space = hub.create_space(name, dims=128, metric="l2")
+        space = hub.create_space(name, dims=dims, metric="l2")
         try:
             seconds, client_mb, server_mb = _load(hub, space, ds)
             size = index_bytes(hub, space)
             truth = exact_top_k(ds.corpus, ds.queries, K, ds.metric)
-            base = {"dataset": f"{n:,} x 128 l2", "load_to_searchable_s": round(seconds, 1),
+            base = {"dataset": f"{n:,} x {dims} l2", "load_to_searchable_s": round(seconds, 1),
                     "rows_per_s": round(n / seconds), "index_mb": round(int(size) / 2**20, 1),
                     "client_peak_mb": round(client_mb), "server_peak_mb": round(server_mb)}
             for ef in EF_VALUES:
