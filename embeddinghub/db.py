@@ -44,7 +44,15 @@ KEEPALIVES = {"keepalives_idle": "30", "keepalives_interval": "10", "keepalives_
 # its statement, and holding its locks, to the end; TCP keepalives do the same for a client
 # whose host vanished. Session settings, so a server that lacks one (or a platform that
 # can't poll, e.g. Windows) still connects.
+#
+# No call waits more than 10 s for a lock (then SpaceBusy, naming the space): a
+# tenant may hold a lock on a table it shares with others (Postgres lets any holder of
+# UPDATE or DELETE `LOCK` a table), and a read or write queued behind it must fail fast
+# rather than hang. Unless the server, database, role or DSN (`options=-c lock_timeout=..`)
+# sets lock_timeout already: then theirs holds, 0 included.
 SESSION_SETTINGS = (
+    "SELECT set_config('lock_timeout', '10s', false) FROM pg_catalog.pg_settings"
+    " WHERE name = 'lock_timeout' AND source = 'default'",
     "SELECT set_config('client_connection_check_interval', '2s', false)",
     "SELECT set_config('tcp_keepalives_idle', '30', false),"
     " set_config('tcp_keepalives_interval', '10', false), set_config('tcp_keepalives_count', '3', false)",

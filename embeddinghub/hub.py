@@ -77,6 +77,9 @@ def connect(
       measure recall on real queries (see embeddinghub.tuning).
     - `transaction_pooler=True` when PgBouncer (or another pooler) in transaction mode sits
       between: no prepared statements, no reliance on server-session state.
+
+    No call waits more than 10 s for a lock (then SpaceBusy): the sessions' lock_timeout,
+    unless the server, database, role or DSN (`options=-c lock_timeout=...`) sets one.
     """
     return Hub(
         resolve_dsn(target), migrate_schema=migrate_schema, pool=pool, pool_timeout=pool_timeout,

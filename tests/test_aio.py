@@ -133,6 +133,7 @@ def test_many_tasks_share_one_pool(dsn: str) -> None:
 
     async def main() -> int:
         async with await eha.connect(dsn, pool=3) as ahub:
+            assert await ahub.execute("SHOW lock_timeout") == [("10s",)]  # as the sync hub's
             space = await ahub.create_space(name, dims=DIMS)
             try:
                 await asyncio.gather(*(task(space, t) for t in range(16)))

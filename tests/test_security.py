@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import os
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ import numpy as np
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 import embeddinghub as eh
 from embeddinghub import errors
@@ -356,6 +358,7 @@ EXTRA_ATTACKS = {
     "test_a_writer_holding_the_space_lock_blocks_no_tenant": 5,  # 2 writes, a read, 2 owner ops
     "test_an_admin_holding_its_strongest_grants_lock_blocks_nobody": 3,  # a read, owner grant, revoke
     "test_admins_revoke_in_their_scope_through_the_api": 3,  # out of scope kept, tenant refused
+    "test_a_tenant_locking_its_space_table_makes_others_fail_fast": 3,  # a search, a get, a write
     # 6 formats + 9 operators planted; 3 victims x 15 calls (+ 10 owner calls for 2 of them)
     "test_trojans_in_a_writable_public_never_run": 15 + 3 * 15 + 2 * 10 + 4,
     "test_admin_cannot_lock_the_owner_out": 4,
@@ -810,6 +813,41 @@ def test_admins_revoke_in_their_scope_through_the_api(world: World, make_role: A
     assert not world.a.hub.execute("SELECT 1 FROM embeddinghub.grant_revocations")  # none left
     with pytest.raises(errors.PermissionDenied, match="revoke"):
         world.roles["ta"].hub().get_space(world.a.name).revoke(world.roles["pr"].name)
+
+
+def test_a_tenant_locking_its_space_table_makes_others_fail_fast(world: World) -> None:
+    """A partition writer may `LOCK` the space's shared table (Postgres allows any mode to a
+    holder of UPDATE or DELETE). Nobody queued behind it hangs: the hub's calls wait at most
+    their lock timeout (10 s by default, here the DSN's 500 ms) and raise SpaceBusy."""
+    locker = world.roles["pw"].connect()
+    quick = {
+        r: eh.connect(make_conninfo(
+            role_dsn(world.roles[r].dsn, world.roles[r].name, world.roles[r].password),
+            options="-c lock_timeout=500ms",
+        ))
+        for r in ("ta", "pr")
+    }
+    try:
+        assert quick["ta"].execute("SHOW lock_timeout") == [("500ms",)]  # the DSN's holds
+        writer, reader = (quick[r].get_space(world.a.name) for r in ("ta", "pr"))
+        with locker.transaction(force_rollback=True):
+            locker.execute(world.sql("LOCK TABLE {A} IN ACCESS EXCLUSIVE MODE"))
+            started = time.monotonic()
+            calls = (
+                lambda: reader.nearest_neighbors(1, vector=[1, 0, 0], partition="p1"),
+                lambda: reader.get("x2", partition="p1"),
+                lambda: writer.set("locked-out", [1, 0, 1], partition="p2"),
+            )
+            for call in calls:
+                with pytest.raises(errors.SpaceBusy, match=world.a.name):
+                    call()
+            assert time.monotonic() - started < 10  # three waits of 500 ms, not a hang
+        assert [n.key for n in reader.nearest_neighbors(1, vector=[0, 0, 1], partition="p1")] == ["x2"]
+        writer.set("locked-out", [1, 0, 1], partition="p2")  # free again once it commits
+        writer.delete("locked-out", partition="p2")
+    finally:
+        for h in quick.values():
+            h.close()
 
 
 # -- search_path hijacks: objects planted in a writable public never run as anyone else ----------

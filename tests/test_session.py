@@ -78,6 +78,17 @@ def test_a_pooled_hub_lends_connections_for_own_sql(pooled: eh.Hub) -> None:
     assert pooled.execute("SELECT 2") == [(2,)]
 
 
+def test_calls_wait_at_most_ten_seconds_for_a_lock_unless_configured(
+    hub: eh.Hub, pooled: eh.Hub, dsn: str
+) -> None:
+    assert hub.execute("SHOW lock_timeout") == [("10s",)]
+    with pooled.connection() as conn:
+        assert conn.execute("SHOW lock_timeout").fetchone() == ("10s",)
+    # A setting of the DSN (or of the role, database or server) holds, 0 included.
+    with eh.connect(make_conninfo(dsn, options="-c lock_timeout=0")) as waiting:
+        assert waiting.execute("SHOW lock_timeout") == [("0",)]
+
+
 def test_pool_timeout_is_a_typed_error(dsn: str) -> None:
     with eh.connect(dsn, pool=1, pool_timeout=0.5) as hub:
         taken = threading.Event()
