@@ -254,5 +254,5 @@ def secure_space(cur: psycopg.Cursor[Any], tables: SpaceTables, name: str) -> No
 
 
 def secure_partition(cur: psycopg.Cursor[Any], tables: SpaceTables, partition_id: int, name: str) -> None:
-    table = tables.partition(partition_id).as_string(cur)
-    cur.execute("SELECT embeddinghub.secure_space_table(%s::regclass)", (table,))
+    for table in (tables.partition(partition_id), tables.history_partition(partition_id)):
+        cur.execute("SELECT embeddinghub.secure_space_table(%s::regclass)", (table.as_string(cur),))

@@ -44,7 +44,8 @@ MIGRATION_LOCK = 0x6568_0001  # advisory lock key: one migrator at a time
 MIGRATION_LOCK_TIMEOUT = "60s"
 SAFE_SEARCH_PATH = "pg_catalog, pg_temp"
 # The definitions in sql/, in dependency order (later files call functions of earlier ones).
-SQL_FILES = ("triggers.sql", "versions.sql", "functions.sql", "acl.sql", "views.sql", "unfreeze.sql")
+SQL_FILES = ("triggers.sql", "versions.sql", "functions.sql", "history.sql", "acl.sql", "views.sql",
+             "unfreeze.sql")
 
 
 def _resource(installed: str, source: str) -> Path:

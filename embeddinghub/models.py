@@ -198,6 +198,7 @@ def history_table(space: SpaceHandle | SupportsHandle, metadata: MetaData | None
         Column("valid_from", BigInteger, nullable=False),
         Column("valid_to", BigInteger, nullable=False),
         Column("updated_at", DateTime(timezone=True), nullable=False),
+        Column("partition_id", Integer),  # the partition's identity (the history's partition key)
         schema=DATA_SCHEMA,
         comment=f"embeddinghub space {h.name!r}: history",
     )

@@ -3,7 +3,15 @@
 Per space, in schema `embeddinghub_data`:
   s<id>            live rows, PARTITION BY LIST (partition), primary key (partition, key)
   s<id>_p<pid>     one list partition per named partition, with its own HNSW index
-  s<id>_history    old row images with [valid_from, valid_to) version bounds
+  s<id>_history    old row images with [valid_from, valid_to) version bounds,
+                   PARTITION BY LIST (partition_id):
+  s<id>_history_p<pid>   the images of partition <pid> (kept when the partition is dropped)
+  s<id>_history_default  images whose partition is not known (from before partitioning)
+
+History is partitioned by partition identity, like the live table by name, so a partition
+grant's policy prunes every other partition's history at plan time: not even EXPLAIN
+ANALYZE can count rows it may not see, and a partition re-created under an old name (a
+new tenant) shares nothing with its predecessor's history.
 """
 
 from __future__ import annotations
@@ -59,6 +67,13 @@ class SpaceTables:
     @property
     def history(self) -> sql.Identifier:
         return sql.Identifier(DATA_SCHEMA, self.history_name)
+
+    def history_partition(self, partition_id: int) -> sql.Identifier:
+        return sql.Identifier(DATA_SCHEMA, f"s{self.space_id}_history_p{partition_id}")
+
+    @property
+    def history_default(self) -> sql.Identifier:
+        return sql.Identifier(DATA_SCHEMA, f"s{self.space_id}_history_default")
 
     def partition(self, partition_id: int) -> sql.Identifier:
         return sql.Identifier(DATA_SCHEMA, f"s{self.space_id}_p{partition_id}")
@@ -155,13 +170,15 @@ def create_space_tables(cur: Cursor[Any], t: SpaceTables) -> None:
                 metadata   jsonb,
                 valid_from bigint NOT NULL,
                 valid_to   bigint NOT NULL,
-                updated_at timestamptz NOT NULL
-            )
+                updated_at timestamptz NOT NULL,
+                partition_id integer
+            ) PARTITION BY LIST (partition_id)
             """
         ).format(history=t.history, vtype=t.column_type)
     )
     cur.execute(sql.SQL("CREATE INDEX ON {} (valid_to, valid_from)").format(t.history))
     cur.execute(sql.SQL("CREATE INDEX ON {} (partition, key)").format(t.history))
+    cur.execute(sql.SQL("CREATE TABLE {} PARTITION OF {} DEFAULT").format(t.history_default, t.history))
     # Rows written since version N are `version > N`: diff and rollback cost O(changes).
     cur.execute(sql.SQL("CREATE INDEX ON {} (version)").format(t.live))
     cur.execute(
@@ -171,13 +188,19 @@ def create_space_tables(cur: Cursor[Any], t: SpaceTables) -> None:
         ).format(t.live, sql.Literal(str(t.space_id)))
     )
     create_write_lock_trigger(cur, t, t.live)
-    for table in (t.live, t.history):
-        cur.execute(
-            sql.SQL(
-                "CREATE TRIGGER no_truncate BEFORE TRUNCATE ON {} "
-                "FOR EACH STATEMENT EXECUTE FUNCTION embeddinghub.on_truncate()"
-            ).format(table)
-        )
+    for table in (t.live, t.history, t.history_default):
+        refuse_truncate(cur, table)
+
+
+def refuse_truncate(cur: Cursor[Any], table: sql.Identifier) -> None:
+    """TRUNCATE would bypass the history and the freeze (statement triggers are not
+    inherited: each table gets its own)."""
+    cur.execute(
+        sql.SQL(
+            "CREATE TRIGGER no_truncate BEFORE TRUNCATE ON {} "
+            "FOR EACH STATEMENT EXECUTE FUNCTION embeddinghub.on_truncate()"
+        ).format(table)
+    )
 
 
 def create_write_lock_trigger(cur: Cursor[Any], t: SpaceTables, table: sql.Identifier) -> None:
@@ -191,7 +214,8 @@ def create_write_lock_trigger(cur: Cursor[Any], t: SpaceTables, table: sql.Ident
 
 
 def create_partition_table(cur: Cursor[Any], t: SpaceTables, partition_id: int, name: str) -> None:
-    """A list partition for `name`; it inherits the parent's HNSW index and row trigger."""
+    """A list partition for `name`, which inherits the parent's HNSW index and row trigger,
+    and the history partition for its old row images."""
     table = t.partition(partition_id)
     cur.execute(
         sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES IN ({})").format(
@@ -199,12 +223,14 @@ def create_partition_table(cur: Cursor[Any], t: SpaceTables, partition_id: int, 
         )
     )
     create_write_lock_trigger(cur, t, table)  # statement triggers are not inherited
+    refuse_truncate(cur, table)
+    history = t.history_partition(partition_id)
     cur.execute(
-        sql.SQL(
-            "CREATE TRIGGER no_truncate BEFORE TRUNCATE ON {} "
-            "FOR EACH STATEMENT EXECUTE FUNCTION embeddinghub.on_truncate()"
-        ).format(table)
+        sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES IN ({})").format(
+            history, t.history, sql.Literal(partition_id)
+        )
     )
+    refuse_truncate(cur, history)
 
 
 def create_index(cur: Cursor[Any], t: SpaceTables, m: int, ef_construction: int) -> None:

@@ -161,13 +161,11 @@ DECLARE
     hist regclass := to_regclass(format('embeddinghub_data.%I', 's' || g.space_id || '_history'));
     rows_of text := CASE WHEN g.partition IS NULL THEN 'true'
                          ELSE format('partition = %L', g.partition) END;
-    -- History rows of an earlier partition of the same name ended before this one was
-    -- created (its rows were deleted when it was dropped): admit only rows born since.
-    born_since bigint := (SELECT p.created_version FROM embeddinghub.partitions p
-                          WHERE p.id = g.partition_id);
+    -- History is partitioned by partition identity (storage.py): a partition grant admits
+    -- its own partition's images only, never an earlier partition's of the same name, and
+    -- the condition on the partition key prunes every other history partition at plan time.
     hist_rows_of text := CASE WHEN g.partition IS NULL THEN 'true'
-                              ELSE format('partition = %L AND valid_from >= %s', g.partition,
-                                          coalesce(born_since, 9223372036854775807)) END;
+                              ELSE format('partition_id = %s', coalesce(g.partition_id, -1)) END;
     prefix text := 'eh_g' || g.id || '_';
     p record;
 BEGIN
@@ -204,11 +202,11 @@ DECLARE
 BEGIN
     FOR tbl IN
         SELECT relid FROM pg_partition_tree(format('embeddinghub_data.%I', 's' || sid)::regclass)
+        UNION ALL
+        SELECT relid FROM pg_partition_tree(format('embeddinghub_data.%I', 's' || sid || '_history')::regclass)
     LOOP
         PERFORM embeddinghub.secure_space_table(tbl);
     END LOOP;
-    PERFORM embeddinghub.secure_space_table(
-        format('embeddinghub_data.%I', 's' || sid || '_history')::regclass);
     FOR g IN SELECT * FROM embeddinghub.grants WHERE space_id = sid LOOP
         PERFORM embeddinghub.grant_policies(g, false);
     END LOOP;

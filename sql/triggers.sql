@@ -117,11 +117,15 @@ BEGIN
             USING ERRCODE = 'EHFRZ';
     END IF;
     IF TG_OP <> 'INSERT' AND OLD.version < space.head_version THEN
+        -- Into the history partition of this row's partition: the row trigger fires on the
+        -- leaf, s<sid>_p<pid> (storage.py), whose id names it even while the partition is
+        -- being dropped (its catalog row already gone).
         EXECUTE pg_catalog.format(
-            'INSERT INTO embeddinghub_data.%I (partition, key, embedding, metadata, valid_from, valid_to, updated_at)'
-            ' VALUES ($1, $2, $3, $4, $5, $6, $7)', 's' || sid || '_history')
+            'INSERT INTO embeddinghub_data.%I (partition, key, embedding, metadata, valid_from, valid_to,'
+            ' updated_at, partition_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)', 's' || sid || '_history')
         USING OLD.partition, OLD.key, OLD.embedding, OLD.metadata, OLD.version,
-              space.head_version, OLD.updated_at;
+              space.head_version, OLD.updated_at,
+              pg_catalog.substring(TG_TABLE_NAME, '_p([0-9]+)$')::integer;
     END IF;
     IF TG_OP = 'DELETE' THEN
         RETURN OLD;

@@ -321,7 +321,7 @@ $$;
 
 -- Re-create a dropped partition for plain SQL clients, as storage.create_partition_table and
 -- the access-control hook do (catalog row, list partition inheriting the parent's indexes
--- and row trigger, its own statement triggers, row-level security). The Python API
+-- and row trigger, its own statement triggers, its history partition, row-level security). The Python API
 -- re-creates partitions through hub._add_partition instead, so PARTITION_CREATED_HOOKS run.
 CREATE OR REPLACE FUNCTION embeddinghub.restore_partition(space_id integer, name text)
 RETURNS integer
@@ -329,6 +329,7 @@ LANGUAGE plpgsql SECURITY INVOKER AS $$
 DECLARE
     pid integer;
     tbl text;
+    hist text;
 BEGIN
     INSERT INTO embeddinghub.partitions (space_id, name)
     VALUES (restore_partition.space_id, restore_partition.name) RETURNING id INTO pid;
@@ -340,9 +341,15 @@ BEGIN
                    tbl, space_id::text);
     EXECUTE format('CREATE TRIGGER no_truncate BEFORE TRUNCATE ON %s'
                    ' FOR EACH STATEMENT EXECUTE FUNCTION embeddinghub.on_truncate()', tbl);
+    hist := format('%I.%I', 'embeddinghub_data', 's' || space_id || '_history_p' || pid);
+    EXECUTE format('CREATE TABLE %s PARTITION OF %s FOR VALUES IN (%s)', hist,
+                   format('%I.%I', 'embeddinghub_data', 's' || space_id || '_history'), pid);
+    EXECUTE format('CREATE TRIGGER no_truncate BEFORE TRUNCATE ON %s'
+                   ' FOR EACH STATEMENT EXECUTE FUNCTION embeddinghub.on_truncate()', hist);
     -- What the access-control partition hook does (sql/acl.sql, applied after this file).
     IF to_regprocedure('embeddinghub.secure_space_table(regclass)') IS NOT NULL THEN
         PERFORM embeddinghub.secure_space_table(tbl::regclass);
+        PERFORM embeddinghub.secure_space_table(hist::regclass);
     END IF;
     RETURN pid;
 END

@@ -121,7 +121,9 @@ ATTACKS: list[tuple[str, str, str, str]] = [
     ("select-partition-table", "pr", "SELECT key FROM {A_part_default}", "denied"),
     ("select-own-partition-table", "pr", "SELECT key FROM {A_part_p1}", "denied"),
     ("copy-to", "pr", "COPY (SELECT key FROM {A}) TO STDOUT", "keys:x2"),
-    ("copy-history-to", "pr", "COPY {A_hist} (key) TO STDOUT", "keys:x1"),
+    # History is partitioned: a plain COPY under RLS reads the parent ONLY (nothing there).
+    ("copy-history-to", "pr", "COPY {A_hist} (key) TO STDOUT", "none"),
+    ("copy-query-history-to", "pr", "COPY (SELECT key FROM {A_hist}) TO STDOUT", "keys:x1"),
     ("view", "pr", "SELECT key FROM {A_view}", "keys:x2"),
     ("fn-nearest", "pr", "SELECT key FROM embeddinghub.nearest_neighbors({A_name}, '[1,0,0]', 10)",
      "keys:x2"),
@@ -359,6 +361,7 @@ EXTRA_ATTACKS = {
     "test_an_admin_holding_its_strongest_grants_lock_blocks_nobody": 3,  # a read, owner grant, revoke
     "test_admins_revoke_in_their_scope_through_the_api": 3,  # out of scope kept, tenant refused
     "test_a_tenant_locking_its_space_table_makes_others_fail_fast": 3,  # a search, a get, a write
+    "test_explain_analyze_counts_no_history_rows_of_other_partitions": 2,  # two queries
     # 6 formats + 9 operators planted; 3 victims x 15 calls (+ 10 owner calls for 2 of them)
     "test_trojans_in_a_writable_public_never_run": 15 + 3 * 15 + 2 * 10 + 4,
     "test_admin_cannot_lock_the_owner_out": 4,
@@ -555,6 +558,28 @@ def test_admin_sees_every_grant_of_its_space(world: World) -> None:
 
 
 # -- attacks that take more than one statement ------------------------------------------------------
+def _plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _plan_nodes(child)
+
+
+def test_explain_analyze_counts_no_history_rows_of_other_partitions(world: World) -> None:
+    """A partition grant's history policy is on the history's partition key, so the plan
+    holds that partition's images only: no "Rows Removed by Filter" to count the others'
+    (the history holds default-partition images too, which pr may not see)."""
+    pid = world.a.hub.execute(
+        "SELECT id FROM embeddinghub.partitions WHERE space_id = %s AND name = 'p1'", (world.a.id,)
+    )[0][0]
+    for query in ("SELECT key FROM {A_hist}", "SELECT count(*) FROM {A_hist} WHERE valid_to > 0"):
+        (plan,) = _run(world.conns["pr"], world.sql("EXPLAIN (ANALYZE, FORMAT JSON) " + query))[0][0]
+        nodes = list(_plan_nodes(plan["Plan"]))
+        scanned = {n["Relation Name"] for n in nodes if "Relation Name" in n}
+        assert scanned == {f"s{world.a.id}_history_p{pid}"}, scanned
+        assert sum(n.get("Rows Removed by Filter", 0) for n in nodes) == 0
+    assert world.a.hub.execute(world.sql("SELECT count(*) FROM {A_hist} WHERE partition <> 'p1'"))[0][0] > 0
+
+
 def test_leaky_function_sees_only_admitted_rows(world: World) -> None:
     """A cheap non-leakproof function in WHERE would run before an ordinary filter; RLS
     keeps the policy first, so it never sees a row the role may not read."""

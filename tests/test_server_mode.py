@@ -128,6 +128,65 @@ def test_upgrading_a_hub_takes_delete_on_grants_from_its_admins(fresh_database: 
         ) == [(True,)]
 
 
+def test_upgrading_converts_each_history_to_partitions_keeping_every_image(
+    fresh_database: Setup,
+) -> None:
+    """Revision 0006 (sql/history.sql): a space's plain history table becomes partitioned by
+    partition identity. Made here by hand as earlier versions made it, with images of a
+    dropped partition whose name lives on."""
+    dsn = fresh_database()
+    reader = f"app_{uuid.uuid4().hex[:8]}"
+    with eh.connect(dsn) as hub:
+        space = hub.create_space("old", dims=2)
+        space.create_partition("p1")
+        space.set("a", [1, 0])
+        space.set("x", [1, 1], partition="p1")
+        v1 = space.snapshot()
+        space.drop_partition("p1")  # x's image: an earlier p1's
+        space.create_partition("p1")
+        space.set("y", [0, 1], partition="p1")
+        v2 = space.snapshot()
+        space.set("a", [0, 2])
+        space.set("y", [2, 2], partition="p1")
+        hub.create_role(reader, login=True, password="pw")
+        space.grant(reader, "read", partition="p1")
+        hist = space.tables.history.as_string(hub.conn)
+        before = sorted(hub.execute(f"SELECT partition, key, valid_from, valid_to FROM {hist}"))
+        hub.execute(f"ALTER TABLE {hist} RENAME TO history_copy")
+        hub.execute(
+            f"CREATE TABLE {hist} (partition text NOT NULL, key text NOT NULL,"
+            " embedding vector(2) NOT NULL, metadata jsonb, valid_from bigint NOT NULL,"
+            " valid_to bigint NOT NULL, updated_at timestamptz NOT NULL)"
+        )
+        hub.execute(
+            f"INSERT INTO {hist} SELECT partition, key, embedding, metadata, valid_from, valid_to,"
+            " updated_at FROM embeddinghub_data.history_copy"
+        )
+        hub.execute("DROP TABLE embeddinghub_data.history_copy CASCADE")
+        hub.execute("UPDATE embeddinghub.alembic_version SET version_num = '0005'")
+    with eh.connect(dsn) as hub:  # connect() upgrades: 0006 converts the history
+        space = hub.get_space("old")
+        assert hub.execute(
+            "SELECT relkind FROM pg_class WHERE oid = %s::regclass", (hist,)
+        ) == [("p",)]
+        after = sorted(hub.execute(f"SELECT partition, key, valid_from, valid_to FROM {hist}"))
+        assert after == before
+        where = dict(hub.execute(f"SELECT key, tableoid::regclass::text FROM {hist}"))
+        assert where["x"].endswith("_history_default")  # the dropped p1's image: no grant admits it
+        ids = dict(hub.execute("SELECT name, id FROM embeddinghub.partitions WHERE space_id = %s",
+                               (space.id,)))
+        assert where["y"].endswith(f"_history_p{ids['p1']}")
+        assert where["a"].endswith(f"_history_p{ids['default']}")
+        assert {k for k, _ in space.as_of(v1).iterator()} == {"a", "x"}
+        assert {k for k, _ in space.as_of(v2).iterator()} == {"a", "y"}
+        assert space.as_of(v2).get("y", partition="p1").tolist() == [0, 1]
+        space.snapshot()
+        space.set("y", [3, 3], partition="p1")  # the row trigger writes into the new layout
+    with psycopg.connect(make_conninfo(dsn, user=reader, password="pw"), autocommit=True) as conn:
+        seen = conn.execute(f"SELECT key FROM {hist} ORDER BY valid_from").fetchall()
+        assert seen == [("y",), ("y",)]  # its partition's images only, not the earlier p1's x
+
+
 def test_a_missing_extension_names_the_sql_to_ask_for(fresh_database: Setup) -> None:
     dsn = fresh_database(extension=False)
     with pytest.raises(errors.AdminRequired) as info:
