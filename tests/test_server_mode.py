@@ -150,28 +150,28 @@ def test_upgrading_converts_each_history_to_partitions_keeping_every_image(
         space.set("y", [2, 2], partition="p1")
         hub.create_role(reader, login=True, password="pw")
         space.grant(reader, "read", partition="p1")
-        hist = space.tables.history.as_string(hub.conn)
-        before = sorted(hub.execute(f"SELECT partition, key, valid_from, valid_to FROM {hist}"))
-        hub.execute(f"ALTER TABLE {hist} RENAME TO history_copy")
-        hub.execute(
-            f"CREATE TABLE {hist} (partition text NOT NULL, key text NOT NULL,"
+        hist = space.tables.history
+        images = sql.SQL("SELECT partition, key, valid_from, valid_to FROM {}").format(hist)
+        before = sorted(hub.execute(images))
+        hub.execute(sql.SQL("ALTER TABLE {} RENAME TO history_copy").format(hist))
+        hub.execute(sql.SQL(
+            "CREATE TABLE {} (partition text NOT NULL, key text NOT NULL,"
             " embedding vector(2) NOT NULL, metadata jsonb, valid_from bigint NOT NULL,"
             " valid_to bigint NOT NULL, updated_at timestamptz NOT NULL)"
-        )
-        hub.execute(
-            f"INSERT INTO {hist} SELECT partition, key, embedding, metadata, valid_from, valid_to,"
+        ).format(hist))
+        hub.execute(sql.SQL(
+            "INSERT INTO {} SELECT partition, key, embedding, metadata, valid_from, valid_to,"
             " updated_at FROM embeddinghub_data.history_copy"
-        )
+        ).format(hist))
         hub.execute("DROP TABLE embeddinghub_data.history_copy CASCADE")
         hub.execute("UPDATE embeddinghub.alembic_version SET version_num = '0005'")
     with eh.connect(dsn) as hub:  # connect() upgrades: 0006 converts the history
         space = hub.get_space("old")
         assert hub.execute(
-            "SELECT relkind FROM pg_class WHERE oid = %s::regclass", (hist,)
+            "SELECT relkind FROM pg_class WHERE oid = %s::regclass", (hist.as_string(hub.conn),)
         ) == [("p",)]
-        after = sorted(hub.execute(f"SELECT partition, key, valid_from, valid_to FROM {hist}"))
-        assert after == before
-        where = dict(hub.execute(f"SELECT key, tableoid::regclass::text FROM {hist}"))
+        assert sorted(hub.execute(images)) == before
+        where = dict(hub.execute(sql.SQL("SELECT key, tableoid::regclass::text FROM {}").format(hist)))
         assert where["x"].endswith("_history_default")  # the dropped p1's image: no grant admits it
         ids = dict(hub.execute("SELECT name, id FROM embeddinghub.partitions WHERE space_id = %s",
                                (space.id,)))
@@ -183,7 +183,7 @@ def test_upgrading_converts_each_history_to_partitions_keeping_every_image(
         space.snapshot()
         space.set("y", [3, 3], partition="p1")  # the row trigger writes into the new layout
     with psycopg.connect(make_conninfo(dsn, user=reader, password="pw"), autocommit=True) as conn:
-        seen = conn.execute(f"SELECT key FROM {hist} ORDER BY valid_from").fetchall()
+        seen = conn.execute(sql.SQL("SELECT key FROM {} ORDER BY valid_from").format(hist)).fetchall()
         assert seen == [("y",), ("y",)]  # its partition's images only, not the earlier p1's x
 
 
