@@ -174,12 +174,13 @@ def test_lock_timeout_names_the_space(hub: eh.Hub, dsn: str, make_space: Callabl
     space = make_space(dims=4)
     with eh.connect(dsn) as other, other.conn.transaction():
         other.execute(psycopg.sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(space.tables.live))
+        (before,) = hub.execute("SHOW lock_timeout")[0]  # the hub's own, not the server's
         hub.execute("SET lock_timeout = '100ms'")
         try:
             with pytest.raises(errors.LockTimeout, match=space.name):
                 space.set("a", [1, 2, 3, 4])
         finally:
-            hub.execute("RESET lock_timeout")
+            hub.execute(psycopg.sql.SQL("SET lock_timeout = {}").format(psycopg.sql.Literal(before)))
     space.set("a", [1, 2, 3, 4])  # and the space works once the lock is gone
 
 

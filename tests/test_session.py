@@ -78,10 +78,9 @@ def test_a_pooled_hub_lends_connections_for_own_sql(pooled: eh.Hub) -> None:
     assert pooled.execute("SELECT 2") == [(2,)]
 
 
-def test_calls_wait_at_most_ten_seconds_for_a_lock_unless_configured(
-    hub: eh.Hub, pooled: eh.Hub, dsn: str
-) -> None:
-    assert hub.execute("SHOW lock_timeout") == [("10s",)]
+def test_calls_wait_at_most_ten_seconds_for_a_lock_unless_configured(pooled: eh.Hub, dsn: str) -> None:
+    with eh.connect(dsn) as hub:
+        assert hub.execute("SHOW lock_timeout") == [("10s",)]
     with pooled.connection() as conn:
         assert conn.execute("SHOW lock_timeout").fetchone() == ("10s",)
     # A setting of the DSN (or of the role, database or server) holds, 0 included.
