@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, Protocol
 
 import psycopg
@@ -97,15 +95,22 @@ class SupportsConnection(Protocol):
     def conn(self) -> psycopg.Connection[Any]: ...
 
 
-@contextmanager
-def translate(
-    space: str | None = None, *, key: str | None = None, version: object = None
-) -> Iterator[None]:
-    """Re-raise database errors as embeddinghub errors naming the space (key, version) at fault."""
-    try:
-        yield
-    except psycopg.Error as exc:
-        raise from_db_error(exc, space, key=key, version=version) from exc
+class translate:  # noqa: N801 (a context manager, named like a function: `with translate(...)`)
+    """Re-raise database errors as embeddinghub errors naming the space (key, version) at fault.
+
+    A class, not a generator: every call of the API enters one, searches included."""
+
+    __slots__ = ("key", "space", "version")
+
+    def __init__(self, space: str | None = None, *, key: str | None = None, version: object = None) -> None:
+        self.space, self.key, self.version = space, key, version
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, psycopg.Error):
+            raise from_db_error(exc, self.space, key=self.key, version=self.version) from exc
 
 
 def from_db_error(

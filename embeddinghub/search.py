@@ -50,7 +50,7 @@ class Neighbor:
     vector: np.ndarray | None = field(default=None, compare=False, repr=False)  # include_vectors
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # built on every search: slots, not frozen, for a cheap __init__
 class Request:
     """A checked search: query vectors, the (partition, key) each leaves out of its answer,
     the WHERE conditions and their parameters; `k` rows are asked of the database."""
@@ -126,7 +126,8 @@ def run(h: SpaceHandle, source: rows.Source, req: Request) -> list[list[Neighbor
             h.session, h.tables, req.conditions, params, req.ef_search, req.iterative,
             source=source, k=req.k,
         )
-    out = [_neighbors(r, skip, req.num) for r, skip in zip(found, req.exclude, strict=True)]
+    ordered = not req.iterative and h.tables.index_order_is_exact
+    out = [_neighbors(r, skip, req.num, ordered) for r, skip in zip(found, req.exclude, strict=True)]
     short = [i for i, r in enumerate(found) if len(r) < req.k]
     if short:
         # The index gave fewer rows than asked: the filter is selective (an iterative scan
@@ -145,6 +146,8 @@ def _fan_out(
     """A large batch on a pooled hub: chunks searched at once on free pooled connections (the
     server's cores work in parallel), this call's own connection taking the first. None when
     the hub is not pooled, the batch is small, or a transaction of the caller's is open."""
+    if len(params) < 2 * FAN_OUT_QUERIES:
+        return None  # too few queries to split (the common case: one)
     session = h.session
     ways = min(session.fan_out_limit(), len(params) // FAN_OUT_QUERIES)
     if ways < 2 or session.conn.info.transaction_status != TransactionStatus.IDLE:
@@ -185,7 +188,7 @@ def _exact(h: SpaceHandle, source: rows.Source, req: Request, which: list[int]) 
         params = [{**req.params, "q": req.matrix[i]} for i in which]
         cursors = [conn.execute(query, p, prepare=False) for p in params]
         pairs = zip(which, cursors, strict=True)
-        return [_neighbors(cur.fetchall(), req.exclude[i], req.num) for i, cur in pairs]
+        return [_neighbors(cur.fetchall(), req.exclude[i], req.num, True) for i, cur in pairs]
 
 
 def search(
@@ -231,13 +234,15 @@ def one_query(h: SpaceHandle, key: str | None, vector: Any) -> tuple[list[str] |
     return (None if key is None else [key]), array.reshape(1, -1)
 
 
-def _neighbors(found: list[Any], skip: tuple[str, str] | None, num: int) -> list[Neighbor]:
+def _neighbors(found: list[Any], skip: tuple[str, str] | None, num: int, ordered: bool) -> list[Neighbor]:
     """Rows of `knn_query` as Neighbors in exact distance order, without the query's own key.
 
-    Sorted here because a relaxed iterative scan may return rows slightly out of order.
+    Sorted here unless `ordered`: a relaxed iterative scan may return rows slightly out of
+    order (an ordinary index scan, an exact scan and a merge of branches never do).
     """
     hits = [Neighbor(k, float(d), p, m) for k, p, d, m in found if skip is None or (p, k) != skip]
-    hits.sort(key=lambda n: n.distance)
+    if not ordered:
+        hits.sort(key=lambda n: n.distance)
     return hits[:num]
 
 
@@ -259,7 +264,7 @@ def knn_query(
     by the exact distance whatever the index (for answers with index scans off).
     """
     branches = (rows.Branch(t.live),) if source is None else source.branches
-    if not conditions and branches == (rows.Branch(t.live),):
+    if not conditions and len(branches) == 1 and not branches[0].conditions and branches[0].table == t.live:
         return _plain_knn_query(t, k, exact)  # the hot path: a whole-space search
     if len(branches) == 1:
         b = branches[0]
@@ -322,7 +327,7 @@ def run_knn(
     conn = session.conn
     want = str(ef_search)
     query = knn_query(t, k, source=source, conditions=conditions)
-    idle = conn.info.transaction_status == TransactionStatus.IDLE
+    idle = conn.pgconn.transaction_status == TransactionStatus.IDLE
     if not iterative and idle and session.ef_search == want and len(param_sets) == 1:
         return [conn.execute(query, param_sets[0]).fetchall()]
     with conn.pipeline():

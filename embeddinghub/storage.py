@@ -16,6 +16,7 @@ new tenant) shares nothing with its predecessor's history.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,8 +61,8 @@ class SpaceTables:
     def history_name(self) -> str:
         return f"s{self.space_id}_history"
 
-    @property
-    def live(self) -> sql.Identifier:
+    @functools.cached_property
+    def live(self) -> sql.Identifier:  # cached: every search names it (frozen: fields only)
         return sql.Identifier(DATA_SCHEMA, self.live_name)
 
     @property
@@ -127,6 +128,12 @@ class SpaceTables:
     def distance(self) -> sql.Composable:
         """The exact distance to the query vector `%(q)s`."""
         return sql.SQL("embedding {} %(q)s::{}").format(self.operator, self.vector_type)
+
+    @property
+    def index_order_is_exact(self) -> bool:
+        """Whether an index scan yields rows in exact distance order (a halfvec index orders
+        by the halfvec distance; binary-quantized candidates are re-ranked exactly)."""
+        return self.index_kind != "hnsw_halfvec"
 
     def index_order(self) -> sql.Composable:
         """The ORDER BY that the space's HNSW index serves (approximate for halfvec and bit)."""

@@ -165,6 +165,17 @@ def test_non_finite_vectors(space: eh.Space, bad: float) -> None:
     assert len(space) == 0
 
 
+def test_finite_check_of_opposite_infinities_and_of_the_largest_values(space: eh.Space) -> None:
+    with pytest.raises(eh.InvalidEmbedding, match="#1"):  # inf - inf: a NaN sum, caught
+        space.multiset(["a", "b"], [[0, 0, 0, 0], [np.inf, -np.inf, 0, 0]])
+    with pytest.raises(eh.InvalidEmbedding):
+        space.nearest_neighbors(1, vector=[np.inf, -np.inf, 1, 1])
+    big = float(np.finfo(np.float32).max)
+    space.set("big", [big, big, big, big])  # finite, however large their sum
+    assert space.get("big").tolist() == [big] * 4
+    assert [n.key for n in space.nearest_neighbors(1, vector=[big, big, big, -big])] == ["big"]
+
+
 def test_non_numeric_vector(space: eh.Space) -> None:
     with pytest.raises(eh.InvalidEmbedding):
         space.set("a", ["x", "y", "z", "w"])
