@@ -520,6 +520,27 @@ def may_rebuild_index(h: SpaceHandle, cur: psycopg.Cursor[Any]) -> bool:
     return bool(row and row[0])
 
 
+def begin_bulk_load(h: SpaceHandle, cur: psycopg.Cursor[Any]) -> int:
+    """The row trigger's bookkeeping, done once for a bulk load into an empty space this
+    session owns and holds exclusively (its index dropped, the writers' lock taken): refuse
+    a frozen space and return the working version to stamp on every row; the row trigger is
+    then off until end_bulk_load, in this transaction only (a rollback turns it on again).
+    Equivalent to the trigger's work row by row: an empty space has no row images to keep.
+    FOR SHARE, as the trigger reads it under repeatable read (a stale head is an error)."""
+    cur.execute("SELECT head_version, frozen FROM embeddinghub.spaces WHERE id = %s FOR SHARE", (h.id,))
+    row = cur.fetchone()
+    if row is None:
+        raise errors.SpaceNotFound(h.name)
+    if row[1]:
+        raise errors.SpaceFrozen(h.name, "it is frozen: writes are refused")
+    cur.execute(sql.SQL("ALTER TABLE {} DISABLE TRIGGER row_write").format(h.tables.live))
+    return int(row[0])
+
+
+def end_bulk_load(h: SpaceHandle, cur: psycopg.Cursor[Any]) -> None:
+    cur.execute(sql.SQL("ALTER TABLE {} ENABLE TRIGGER row_write").format(h.tables.live))
+
+
 INDEX_STATES = ("present", "missing", "invalid", "building")
 LOAD_LOCK = 1701343745  # advisory lock class held by a load that rebuilds the index later
 

@@ -438,15 +438,6 @@ def _multiset(
     phase: Callable[[str], None] | None,
 ) -> int:
     n = len(batch.keys)
-    insert = sql.SQL(
-        "INSERT INTO {live} (partition, key, embedding, metadata)"
-        " SELECT r.partition, r.key, s.embedding::{vt}, r.metadata"
-        " FROM unnest(%s::text[], %s::text[], %s::jsonb[])"
-        "   WITH ORDINALITY AS r(partition, key, metadata, idx)"
-        " JOIN eh_stage s USING (idx) ORDER BY r.idx"
-        " ON CONFLICT (partition, key) DO UPDATE"
-        " SET embedding = EXCLUDED.embedding, metadata = EXCLUDED.metadata"
-    ).format(live=h.tables.live, vt=h.tables.vector_type)
     with translate(h.name), h.conn.transaction(), h.conn.cursor() as cur:
         # Table locks (a new partition, dropping the index) before the space lock, as writers.
         catalog.ensure_partitions(h, cur, set(batch.partitions))
@@ -454,6 +445,9 @@ def _multiset(
         if rebuild:
             catalog.drop_index(h, cur)
         catalog.lock_for_write(h, cur)
+        # Into an empty space held exclusively: rows stamped here, no trigger, no conflicts.
+        head = catalog.begin_bulk_load(h, cur) if rebuild else None
+        insert = _insert_query(h, stamped=head is not None)
         cur.execute(
             "CREATE TEMP TABLE IF NOT EXISTS eh_stage (idx int4, embedding vector)"
             " ON COMMIT DELETE ROWS"
@@ -464,18 +458,43 @@ def _multiset(
             cur.execute("TRUNCATE eh_stage")  # the previous chunk (or a caller's batch)
             with cur.copy("COPY eh_stage (idx, embedding) FROM STDIN WITH (FORMAT BINARY)") as cp:
                 cp.write(copy_rows(batch.matrix[rows]))
-            cur.execute(insert, (
-                [batch.partitions[i] for i in rows],
-                [batch.keys[i] for i in rows],
-                [batch.metadata[i] for i in rows],
-            ))
+            cur.execute(insert, {
+                "parts": [batch.partitions[i] for i in rows],
+                "keys": [batch.keys[i] for i in rows],
+                "meta": [batch.metadata[i] for i in rows],
+                "head": head,
+            })
             if progress is not None:
                 progress(min(n, start + step))
         if rebuild:
+            catalog.end_bulk_load(h, cur)
             if phase is not None:
                 phase("building the index")
             catalog.rebuild_index(h, cur)
     return n
+
+
+def _insert_query(h: SpaceHandle, *, stamped: bool) -> sql.Composed:
+    """One chunk from eh_stage into the live table: an upsert whose row trigger stamps each
+    row, or (`stamped`, a bulk load into an empty space) a plain insert stamped here."""
+    source = (
+        " FROM unnest(%(parts)s::text[], %(keys)s::text[], %(meta)s::jsonb[])"
+        "   WITH ORDINALITY AS r(partition, key, metadata, idx)"
+        " JOIN eh_stage s USING (idx) ORDER BY r.idx"
+    )
+    if stamped:
+        text = (
+            "INSERT INTO {live} (partition, key, embedding, metadata, version, updated_at)"
+            " SELECT r.partition, r.key, s.embedding::{vt}, r.metadata, %(head)s, now()" + source
+        )
+    else:
+        text = (
+            "INSERT INTO {live} (partition, key, embedding, metadata)"
+            " SELECT r.partition, r.key, s.embedding::{vt}, r.metadata" + source
+            + " ON CONFLICT (partition, key) DO UPDATE"
+            " SET embedding = EXCLUDED.embedding, metadata = EXCLUDED.metadata"
+        )
+    return sql.SQL(text).format(live=h.tables.live, vt=h.tables.vector_type)
 
 
 def multidelete(

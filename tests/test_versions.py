@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from psycopg import sql
 
 import embeddinghub as eh
+from embeddinghub import rows as rows_module
 from embeddinghub.cli import main
 from embeddinghub.versions import AsOf, Diff, Version
 
@@ -662,3 +663,52 @@ def test_cli(filled: eh.Space, cli: Callable[..., Any]) -> None:
     cli("version", "snapshot", name, "--tag", "t")
     dup = cli("version", "snapshot", name, "--tag", "t", ok=False)
     assert f'space "{name}": tag "t" already names version 5' in dup.output
+
+
+# -- a bulk load into an empty space: the row trigger's bookkeeping done once ---------------------
+def _row_trigger_states(space: eh.Space) -> set[str]:
+    return {r[0] for r in space.hub.execute(
+        "SELECT t.tgenabled FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
+        " WHERE t.tgname = 'row_write' AND c.relname LIKE %s", (f"s{space.id}%",)
+    )}
+
+
+def test_a_bulk_load_into_an_empty_space_is_stamped_as_the_trigger_would(
+    make_space: Callable[..., eh.Space],
+) -> None:
+    space = make_space(dims=4)
+    space.create_partition("p1")
+    space.snapshot()  # head is now 2: the load's rows must carry it, not a default
+    n = rows_module.BULK_REBUILD_ROWS + 10
+    matrix = np.random.default_rng(3).random((n, 4)).astype(np.float32)
+    parts = ["p1" if i % 3 == 0 else "default" for i in range(n)]
+    space.multiset([f"k{i}" for i in range(n)], matrix, [{"i": i} for i in range(n)], parts)
+    assert _row_trigger_states(space) == {"O"}  # on again, on every partition
+    stamps = space.hub.execute(sql.SQL(
+        "SELECT version, count(*), bool_and(updated_at IS NOT NULL AND updated_at <= now())"
+        " FROM {} GROUP BY version"
+    ).format(space.tables.live))
+    assert stamps == [(space.refresh().info()["head_version"], n, True)]
+    assert space.get_metadata("k9", partition="p1") == {"i": 9}
+    v = space.snapshot()
+    space.set("k1", [9, 9, 9, 9])  # the trigger works again: the old image goes to history
+    assert space.as_of(v).get("k1").tolist() == pytest.approx(matrix[1].tolist())
+
+
+def test_a_failed_or_refused_bulk_load_leaves_the_trigger_on_and_nothing_written(
+    make_space: Callable[..., eh.Space],
+) -> None:
+    space = make_space(dims=4)
+    n = rows_module.BULK_REBUILD_ROWS + 10
+    matrix = np.random.default_rng(4).random((n, 4)).astype(np.float32)
+
+    def stop(done: int) -> None:
+        raise RuntimeError("stopped mid-load")
+
+    with pytest.raises(RuntimeError, match="mid-load"):
+        space.multiset([f"k{i}" for i in range(n)], matrix, progress=stop)
+    assert len(space) == 0 and _row_trigger_states(space) == {"O"}
+    space.hub.freeze_space(space.name)
+    with pytest.raises(eh.SpaceFrozen, match=space.name):
+        space.multiset([f"k{i}" for i in range(n)], matrix)
+    assert len(space) == 0 and _row_trigger_states(space) == {"O"}
