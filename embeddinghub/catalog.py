@@ -520,13 +520,20 @@ def may_rebuild_index(h: SpaceHandle, cur: psycopg.Cursor[Any]) -> bool:
     return bool(row and row[0])
 
 
-def begin_bulk_load(h: SpaceHandle, cur: psycopg.Cursor[Any]) -> int:
+def begin_bulk_load(h: SpaceHandle, cur: psycopg.Cursor[Any]) -> int | None:
     """The row trigger's bookkeeping, done once for a bulk load into an empty space this
-    session owns and holds exclusively (its index dropped, the writers' lock taken): refuse
-    a frozen space and return the working version to stamp on every row; the row trigger is
-    then off until end_bulk_load, in this transaction only (a rollback turns it on again).
-    Equivalent to the trigger's work row by row: an empty space has no row images to keep.
+    session owns (its index dropped, the writers' lock taken): refuse a frozen space and
+    return the working version to stamp on every row; the row trigger is then off until
+    end_bulk_load, in this transaction only (a rollback turns it on again). Equivalent to the
+    trigger's work row by row: an empty space has no row images to keep. None, and the
+    trigger left on, if another writer's rows landed since the space was seen empty.
     FOR SHARE, as the trigger reads it under repeatable read (a stale head is an error)."""
+    # No other writer can join the load from here (dropping an index took this lock, or
+    # more, already; a space whose index is missing is locked here).
+    cur.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(h.tables.live))
+    cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(h.tables.live))
+    if (row := cur.fetchone()) and row[0]:
+        return None
     cur.execute("SELECT head_version, frozen FROM embeddinghub.spaces WHERE id = %s FOR SHARE", (h.id,))
     row = cur.fetchone()
     if row is None:

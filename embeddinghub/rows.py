@@ -466,8 +466,9 @@ def _multiset(
             })
             if progress is not None:
                 progress(min(n, start + step))
-        if rebuild:
+        if head is not None:
             catalog.end_bulk_load(h, cur)
+        if rebuild:
             if phase is not None:
                 phase("building the index")
             catalog.rebuild_index(h, cur)
