@@ -10,6 +10,9 @@
 -- the space's catalog row. Writers hold it FOR SHARE, the owner-side operations FOR NO KEY
 -- UPDATE (which leaves the foreign-key checks of new partitions, versions and grants
 -- unblocked), so a snapshot never lands between a writer reading head and committing.
+-- The owner side queues for SHARE on the space's parent table first, so steady writers
+-- cannot starve it (lock_space_exclusive). Locks on the parent always come before the row
+-- lock: writers hold ROW EXCLUSIVE on it from their statement's start.
 -- Locking a catalog row needs UPDATE on embeddinghub.spaces, which only the hub owner has:
 -- writers take it in the SECURITY DEFINER statement trigger, which fires only for a role
 -- the table's privileges and row-level security already let write. So no tenant can take
@@ -57,14 +60,57 @@ $$;
 -- Owner side (snapshot, rollback, prune, freeze): the exclusive space lock, waiting at most
 -- owner_lock_timeout(); returns the catalog row as of the lock. Needs UPDATE on the catalog
 -- (only the hub owner has it), so a reader or writer gets "permission denied".
+--
+-- A row lock alone is not fair: a FOR SHARE request on a row only share-locked joins the
+-- holders at once, even while a FOR NO KEY UPDATE waits, so under steady writes the owner
+-- could wait until it gives up. So it first queues, in the lock manager (first come, first
+-- served), for SHARE on the space's parent table: granted once the writers that hold ROW
+-- EXCLUSIVE on it (every write through the table, hence every tenant's) have ended, while
+-- the writers that come later wait behind it. Each attempt waits at most 100 ms, doubling to
+-- 1 s, with as long a pause between attempts: a tenant that keeps its write transaction open
+-- holds the owner off (until SpaceBusy) but no other writer more than one attempt at a time.
+-- ONLY: the parent alone (autovacuum works on the partitions and never waits for it).
 CREATE OR REPLACE FUNCTION embeddinghub.lock_space_exclusive(sid integer)
 RETURNS embeddinghub.spaces
 LANGUAGE plpgsql SECURITY INVOKER SET search_path = pg_catalog, pg_temp SET lock_timeout = '10s'
 AS $$
 DECLARE
     s embeddinghub.spaces;
+    budget_ms bigint;
+    deadline timestamptz;
+    attempt_ms bigint := 100;
 BEGIN
+    IF NOT pg_catalog.has_table_privilege('embeddinghub.spaces', 'UPDATE') THEN
+        RAISE EXCEPTION 'permission denied: only the hub owner takes the exclusive lock of a space'
+            USING ERRCODE = '42501';
+    END IF;
     PERFORM pg_catalog.set_config('lock_timeout', embeddinghub.owner_lock_timeout(), true);
+    budget_ms := (SELECT st.setting::bigint FROM pg_catalog.pg_settings st WHERE st.name = 'lock_timeout');
+    deadline := pg_catalog.clock_timestamp() + budget_ms * interval '1 ms';
+    LOOP
+        IF budget_ms > 0 THEN  -- 0: no timeout, one attempt that waits as long as it takes
+            attempt_ms := least(attempt_ms, greatest(1, ceil(extract(epoch FROM
+                deadline - pg_catalog.clock_timestamp()) * 1000)::bigint));
+            PERFORM pg_catalog.set_config('lock_timeout', attempt_ms || 'ms', true);
+        END IF;
+        BEGIN
+            EXECUTE pg_catalog.format('LOCK TABLE ONLY embeddinghub_data.%I IN SHARE MODE', 's' || sid);
+            EXIT;
+        EXCEPTION
+            WHEN lock_not_available THEN
+                IF pg_catalog.clock_timestamp() >= deadline THEN
+                    PERFORM embeddinghub.raise_space_busy(sid, 'this change');
+                END IF;
+            WHEN undefined_table THEN
+                RETURN NULL;  -- the space is being dropped: as if its row were gone
+        END;
+        PERFORM pg_catalog.pg_sleep(attempt_ms / 1000.0);  -- the writers queued behind go on
+        attempt_ms := least(attempt_ms * 2, 1000);
+    END LOOP;
+    IF budget_ms > 0 THEN
+        PERFORM pg_catalog.set_config('lock_timeout', greatest(1, ceil(extract(epoch FROM
+            deadline - pg_catalog.clock_timestamp()) * 1000)::bigint) || 'ms', true);
+    END IF;
     BEGIN
         SELECT * INTO s FROM embeddinghub.spaces sp WHERE sp.id = sid FOR NO KEY UPDATE;
     EXCEPTION WHEN lock_not_available THEN
@@ -77,6 +123,9 @@ $$;
 -- Owner side, for partition DDL: the writers' (shared) space lock, so a concurrent freeze,
 -- snapshot or rollback waits for it; returns whether the space is frozen. For the Python
 -- API's create_partition and drop_partition (hub owner only: needs UPDATE on the catalog).
+-- Creating or dropping a partition locks the parent table ACCESS EXCLUSIVE: that lock comes
+-- first, as every lock on the parent comes before the space lock (an owner-side operation
+-- holding SHARE on the parent while it waits for this row lock would otherwise deadlock).
 -- The lock timeout stays set for the rest of the transaction: the DDL that follows waits for
 -- the table's writers, and must fail fast too (SQLSTATE 55P03) rather than queue every
 -- reader of the space behind it.
@@ -86,8 +135,13 @@ AS $$
 DECLARE
     is_frozen boolean;
 BEGIN
+    IF NOT pg_catalog.has_table_privilege('embeddinghub.spaces', 'UPDATE') THEN
+        RAISE EXCEPTION 'permission denied: only the hub owner changes the partitions of a space'
+            USING ERRCODE = '42501';
+    END IF;
     PERFORM pg_catalog.set_config('lock_timeout', embeddinghub.owner_lock_timeout(), true);
     BEGIN
+        EXECUTE pg_catalog.format('LOCK TABLE ONLY embeddinghub_data.%I IN ACCESS EXCLUSIVE MODE', 's' || sid);
         SELECT s.frozen INTO is_frozen FROM embeddinghub.spaces s WHERE s.id = sid FOR SHARE;
     EXCEPTION WHEN lock_not_available THEN
         PERFORM embeddinghub.raise_space_busy(sid, 'this partition change');

@@ -202,8 +202,9 @@ def soak_versions(hub: eh.Hub, args: dict[str, Any]) -> Outcomes:
                 raise AssertionError(f"rollback to {number} did not restore it")
             space.rollback(r.number - 1)
 
-    i = 0
-    while going(i):
+    i, hard_end = 0, time.monotonic() + args["seconds"] + 60
+    # Two snapshots and two rollbacks at least, even on a slow machine (bounded all the same).
+    while going(i) or (i < 4 and time.monotonic() < hard_end):
         i += 1
         out.run(snapshot if i % 2 or not seen else roll_and_undo)
         time.sleep(args.get("pause", 0.2))

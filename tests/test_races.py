@@ -152,6 +152,89 @@ def test_a_delete_that_waited_for_a_rollback_sees_the_rows_it_put_back(
     assert "k" not in space
 
 
+def _relay_writer(dsn: str, space: str, name: str, offset: float, stop: threading.Event,
+                  finished: list[str], failures: list[BaseException]) -> None:
+    """Write, hold the transaction 150 ms, commit; again, 100 times (about 15 s) or until
+    `stop`; `finished` gets `name` if all 100 ran."""
+    with eh.connect(dsn) as hub:
+        mine = hub.get_space(space)
+        time.sleep(offset)
+        for n in range(100):
+            if stop.is_set():
+                return
+            try:
+                with hub.conn.transaction():
+                    mine.set(f"{name}-{n}", [1, 2, 3, 4])
+                    time.sleep(0.15)
+            except eh.EmbeddingHubError as exc:
+                failures.append(exc)
+        finished.append(name)
+
+
+def test_steady_writers_do_not_starve_a_snapshot(dsn: str, make_space: Callable[..., eh.Space]) -> None:
+    """Two writers whose transactions overlap (each holds 150 ms, half a period apart), so
+    at every instant some writer holds the writers' side of the space lock. A share lock on
+    a row is granted past a waiting exclusive request, so a snapshot waiting on the row
+    alone would wait until the writers stop (lock_timeout bounds each wait, not the chain).
+    It queues for the parent table first: snapshots and a rollback complete while both
+    writers are still writing."""
+    space = make_space(dims=4)
+    stop, finished, failures = threading.Event(), [], []
+    threads = [threading.Thread(target=_relay_writer,
+                                args=(dsn, space.name, f"w{i}", 0.075 * i, stop, finished, failures))
+               for i in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        with eh.connect(dsn) as owner:
+            owner.execute("SET embeddinghub.lock_timeout = '3s'")
+            theirs = owner.get_space(space.name)
+            wait_for_calls(theirs, rows=2)  # both writers running
+            numbers = [theirs.snapshot().number for _ in range(5)]
+            theirs.rollback(numbers[0])
+            assert not finished, "the snapshots waited for the writers to stop"
+            assert len(set(numbers)) == 5
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert not failures, failures
+
+
+def test_partition_change_behind_a_waiting_snapshot_does_not_deadlock(
+    dsn: str, make_space: Callable[..., eh.Space]
+) -> None:
+    """A snapshot waits for a writer; create_partition and drop_partition queue behind it:
+    all of them complete once the writer commits. (Partition changes lock the parent table
+    before the space lock; the other way round, the snapshot, first in the parent's queue,
+    would wait for create_partition's space lock and create_partition for the parent.)"""
+    space = make_space(dims=4)
+    space.create_partition("old")
+    outcome: dict[str, BaseException | None] = {}
+
+    def run(what: str, call: Callable[[eh.Space], object], timeout: str = "20s") -> threading.Thread:
+        def go() -> None:
+            with eh.connect(dsn) as owner:
+                owner.execute("SELECT set_config('embeddinghub.lock_timeout', %s, false)", (timeout,))
+                outcome[what] = _try(call, owner.get_space(space.name))
+        t = threading.Thread(target=go)
+        t.start()
+        return t
+
+    with eh.connect(dsn) as writer, writer.conn.transaction():
+        writer.get_space(space.name).set("held", [1, 2, 3, 4])
+        # No timeout: one wait in the parent's queue, so it is first there when the writer ends.
+        threads = [run("snapshot", lambda s: s.snapshot(), timeout="0")]
+        time.sleep(0.3)  # the snapshot now queues behind the writer (not asserted on)
+        threads += [run("create", lambda s: s.create_partition("new")),
+                    run("drop", lambda s: s.drop_partition("old"))]
+        time.sleep(0.5)
+    for t in threads:
+        t.join(30)
+    assert outcome == {"snapshot": None, "create": None, "drop": None}
+    assert {p["name"] for p in space.list_partitions()} == {"default", "new"}
+
+
 # -- server errors, each to its own type ------------------------------------------------------
 def raised_by(hub: eh.Hub, statement: str, space: str | None = "s1") -> eh.EmbeddingHubError:
     try:

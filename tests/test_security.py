@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import os
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -798,6 +799,42 @@ def test_a_writer_holding_the_space_lock_blocks_no_tenant(world: World) -> None:
         finally:
             hub.execute("RESET embeddinghub.lock_timeout")
     assert world.a.snapshot().number > int(world.names["A_v1"])  # free again once it commits
+
+
+def test_a_snapshot_waiting_for_a_held_writer_delays_other_tenants_a_bounded_time(world: World) -> None:
+    """While the owner's snapshot waits for a writer that keeps its transaction open, it
+    queues for the space's table in attempts of at most 1 s: another tenant's writes, each
+    allowed to wait 2.5 s for a lock, all get through; the snapshot raises SpaceBusy."""
+    holder = world.roles["pw"].connect()
+    other = world.roles["ta"].connect(options="-c lock_timeout=2500ms")
+    outcome: list[BaseException | None] = []
+    with holder.transaction(force_rollback=True):
+        holder.execute(world.sql(
+            "INSERT INTO {A} (partition, key, embedding) VALUES ('p1', 'held', '[0,1,1]')"))
+        hub = world.a.hub
+        hub.execute("SET embeddinghub.lock_timeout = '4s'")
+        try:
+            def snapshot() -> None:
+                try:
+                    world.a.snapshot()
+                    outcome.append(None)
+                except eh.EmbeddingHubError as exc:
+                    outcome.append(exc)
+
+            waiting = threading.Thread(target=snapshot)
+            waiting.start()
+            written = 0
+            while waiting.is_alive() and written < 40:  # bounded: 40 writes, about 4 s
+                with other.transaction(force_rollback=True):
+                    other.execute(world.sql(
+                        "INSERT INTO {A} (partition, key, embedding) VALUES ('p2', 'o', '[1,0,1]')"))
+                written += 1
+                time.sleep(0.1)
+            waiting.join(30)
+        finally:
+            hub.execute("RESET embeddinghub.lock_timeout")
+    assert written >= 3  # the writes ran while the snapshot waited
+    assert len(outcome) == 1 and isinstance(outcome[0], errors.SpaceBusy), outcome
 
 
 def test_an_admin_holding_its_strongest_grants_lock_blocks_nobody(world: World) -> None:
