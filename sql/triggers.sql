@@ -85,7 +85,7 @@ BEGIN
             USING ERRCODE = '42501';
     END IF;
     PERFORM pg_catalog.set_config('lock_timeout', embeddinghub.owner_lock_timeout(), true);
-    budget_ms := (SELECT st.setting::bigint FROM pg_catalog.pg_settings st WHERE st.name = 'lock_timeout');
+    budget_ms := extract(epoch FROM pg_catalog.current_setting('lock_timeout')::interval) * 1000;
     deadline := pg_catalog.clock_timestamp() + budget_ms * interval '1 ms';
     LOOP
         IF budget_ms > 0 THEN  -- 0: no timeout, one attempt that waits as long as it takes
