@@ -185,6 +185,10 @@ class AsyncLink:
                 f"cannot connect to {redact_dsn(self.conninfo)}: no connection within {self.timeout:g} s"
             ) from exc
 
+    def own_connection(self) -> None:
+        """None: every call leases from the pool."""
+        return None
+
     @contextmanager
     def lease(self) -> Iterator[AsyncConnectionAdapter]:
         try:

@@ -10,6 +10,7 @@ Writes go through one bulk path: binary COPY into a staging table, then one
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from . import catalog, errors
 from .catalog import SpaceHandle
 from .db import translate
 from .filters import compile_where
+from .storage import SpaceTables
 from .vectors import as_matrix, as_vector, check_key, check_keys, copy_rows, metadata_list, normalise_metadata
 
 __all__ = [
@@ -71,7 +73,12 @@ class Source:
 
 def live(h: SpaceHandle) -> Source:
     """The space's working state: its live table."""
-    return Source((Branch(h.tables.live),))
+    return _live(h.tables)
+
+
+@functools.lru_cache(maxsize=1024)
+def _live(tables: SpaceTables) -> Source:  # one per space: every search reads it
+    return Source((Branch(tables.live),))
 
 
 def relation(source: Source) -> sql.Composable:

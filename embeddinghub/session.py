@@ -65,12 +65,19 @@ class _Link:
     def connect(self) -> Conn:
         return failover.reconnect(self.conninfo, self.retry, target=self.target, configure=self.setup)
 
+    def own_connection(self) -> Conn | None:
+        """The link's one connection (opened again if it was closed), or None for a pool."""
+        return None if self.pool is not None else self._single()
+
+    def _single(self) -> Conn:
+        if self.single is None or self.single.closed:
+            self.single = self.connect()
+        return self.single
+
     @contextmanager
     def lease(self) -> Iterator[Conn]:
         if self.pool is None:
-            if self.single is None or self.single.closed:
-                self.single = self.connect()
-            yield self.single
+            yield self._single()
             return
         try:
             with self.pool.connection(timeout=self.timeout) as conn:
@@ -249,20 +256,32 @@ class Session:
                     ) from lost.__cause__
 
     def _attempt(self, fn: Callable[[], T], read: bool) -> T:
-        with self.lease(read) as conn:
-            try:
-                result = fn()
-            except (errors.EmbeddingHubError, psycopg.Error) as exc:
-                psycopg_error = exc if isinstance(exc, psycopg.Error) else exc.__cause__
-                if conn.broken or conn.closed or (
-                    isinstance(psycopg_error, psycopg.Error) and failover.is_retryable(psycopg_error)
-                ):
-                    conn.close()  # a standby's or a dead session: the next lease gets a new one
-                    raise _Lost(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
-                raise
-            if not read and self.read_your_writes and self.reader is not None:
-                self.last_write_lsn = failover.write_lsn(conn)
-            return result
+        own = None if read and self.reader is not None else self.primary.own_connection()
+        if own is None:
+            with self.lease(read) as conn:
+                return self._attempt_on(conn, fn, read)
+        # The common case, a hub's own connection, without the leases' context managers:
+        # their cost is a fixed part of every call, a fast search's included.
+        token = self._leased.set(own)
+        try:
+            return self._attempt_on(own, fn, read)
+        finally:
+            self._leased.reset(token)
+
+    def _attempt_on(self, conn: Conn, fn: Callable[[], T], read: bool) -> T:
+        try:
+            result = fn()
+        except (errors.EmbeddingHubError, psycopg.Error) as exc:
+            psycopg_error = exc if isinstance(exc, psycopg.Error) else exc.__cause__
+            if conn.broken or conn.closed or (
+                isinstance(psycopg_error, psycopg.Error) and failover.is_retryable(psycopg_error)
+            ):
+                conn.close()  # a standby's or a dead session: the next lease gets a new one
+                raise _Lost(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+            raise
+        if not read and self.read_your_writes and self.reader is not None:
+            self.last_write_lsn = failover.write_lsn(conn)
+        return result
 
     def close(self) -> None:
         self.primary.close()

@@ -268,7 +268,7 @@ class Space:
             self.handle, source, num + skip if skip else num, keys, vectors, partition, where,
             ef_search, key_partition,
         )
-        pages = [hits[skip:] for hits in found]
+        pages = [hits[skip:] for hits in found] if skip else found
         if not include_vectors:
             return pages
         got = rows.vectors_of(self.handle, source, [(n.partition, n.key) for hits in pages for n in hits])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from psycopg import sql
@@ -133,3 +135,20 @@ def test_create_index_rebuilds_with_new_parameters(hub: eh.Hub, space: eh.Space)
     assert space.nearest_neighbors(1, vector=[3, 1, 0, 0])[0].key == "k3"
     with pytest.raises(eh.InvalidArgument):
         space.create_index(m=200)
+
+
+def test_hits_are_whole_frozen_neighbors(make_space) -> None:  # type: ignore[no-untyped-def]
+    """Search hits are built without Neighbor's __init__: they are still complete, equal,
+    hashable, immutable Neighbors that dataclasses can copy and convert."""
+    space = make_space(dims=2)
+    space.set("a", [1, 0], metadata={"t": 1})
+    space.set("b", [0, 1])
+    hit = space.nearest_neighbors(1, vector=[1, 0])[0]
+    assert type(hit) is eh.Neighbor
+    assert hit == eh.Neighbor("a", 0.0, "default", {"t": 1}) and hash(hit) == hash(eh.Neighbor("a", 0.0))
+    assert dataclasses.asdict(hit) == {"key": "a", "distance": 0.0, "partition": "default",
+                                       "metadata": {"t": 1}, "vector": None}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        hit.key = "b"  # type: ignore[misc]
+    assert dataclasses.replace(hit, vector=np.ones(2)).vector.tolist() == [1.0, 1.0]
+    assert repr(hit) == "Neighbor(key='a', distance=0.0, partition='default', metadata={'t': 1})"
