@@ -359,6 +359,7 @@ EXTRA_ATTACKS = {
     "test_python_api_as_a_partition_writer": 2,
     "test_advisory_locks_hold_nobody_off": 4,  # 4 advisory locks held; writer, snapshot, freeze go on
     "test_a_writer_holding_the_space_lock_blocks_no_tenant": 5,  # 2 writes, a read, 2 owner ops
+    "test_a_snapshot_waiting_for_a_held_writer_delays_other_tenants_a_bounded_time": 1,  # writes
     "test_an_admin_holding_its_strongest_grants_lock_blocks_nobody": 3,  # a read, owner grant, revoke
     "test_admins_revoke_in_their_scope_through_the_api": 3,  # out of scope kept, tenant refused
     "test_a_tenant_locking_its_space_table_makes_others_fail_fast": 3,  # a search, a get, a write
