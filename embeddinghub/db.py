@@ -140,6 +140,8 @@ def from_db_error(
     raced = _raced(exc, state, space)
     if raced is not None:
         return raced
+    if state == "22000" and diag.endswith("not allowed in vector"):  # pgvector: NaN, infinity
+        return errors.InvalidEmbedding(f"{where}a vector holds NaN or infinity ({diag})")
     if state in ("22P02", "22023", "22000", "22P05", "23514", "54000"):
         return errors.InvalidArgument(f"{where}{diag}")
     if state == "42501" or state.startswith("28"):

@@ -24,7 +24,7 @@ from .db import translate
 from .filters import compile_where
 from .session import Session
 from .storage import SpaceTables
-from .vectors import as_matrix, as_vector, check_key
+from .vectors import as_vector, check_key, query_matrix
 
 __all__ = [
     "Neighbor",
@@ -97,7 +97,7 @@ def prepare(
         matrix = rows.multiget(h, source, key_list, key_part)
         exclude = [(key_part, k) for k in key_list]
     else:
-        matrix = as_matrix(h.name, h.dims, h.dtype, vectors)
+        matrix = query_matrix(h.name, h.dims, h.dtype, vectors)
         exclude = [None] * len(matrix)
     conditions: list[sql.Composable] = []
     params: dict[str, Any] = {}
@@ -204,9 +204,10 @@ def search(
 ) -> list[list[Neighbor]]:
     """Nearest neighbours of each key or vector among the rows of `source`."""
     req = prepare(h, source, num, keys, vectors, partition, where, ef_search, key_partition)
+    found = run(h, source, req)
     if vectors is not None and h.session.keep_queries:
-        _remember(h, req.matrix)
-    return run(h, source, req)
+        _remember(h, req.matrix)  # once the server took them (it refuses NaN and infinity)
+    return found
 
 
 def _remember(h: SpaceHandle, matrix: np.ndarray) -> None:
@@ -231,7 +232,7 @@ def one_query(h: SpaceHandle, key: str | None, vector: Any) -> tuple[list[str] |
     array = vector if isinstance(vector, np.ndarray) else np.asarray(vector)
     if array.ndim != 1:  # as_vector's message; the values are checked once, in prepare()
         as_vector(h.name, h.dims, h.dtype, array)
-    return (None if key is None else [key]), array.reshape(1, -1)
+    return (None if key is None else [key]), array  # one row: prepare() makes it a matrix
 
 
 def _neighbors(found: list[Any], skip: tuple[str, str] | None, num: int, ordered: bool) -> list[Neighbor]:

@@ -74,6 +74,19 @@ def as_matrix(space: str, dims: int, dtype: str, data: Any, rows: int | None = N
     return np.ascontiguousarray(matrix)
 
 
+def query_matrix(space: str, dims: int, dtype: str, data: Any) -> np.ndarray:
+    """Search vectors as an (n, dims) float32 matrix. A float32 array of the right shape for
+    a float32 space is taken as it is, without a NaN/infinity check: pgvector refuses such a
+    query vector itself (db.translate makes that InvalidEmbedding naming the space), and the
+    checks cost a fixed share of every search. Anything else goes through as_matrix."""
+    if type(data) is np.ndarray and data.dtype == np.float32 and dtype == "float32":
+        if data.ndim == 2 and data.shape[1] == dims:
+            return data
+        if data.ndim == 1 and data.shape[0] == dims:
+            return data.reshape(1, dims)
+    return as_matrix(space, dims, dtype, data)
+
+
 def as_vector(space: str, dims: int, dtype: str, data: Any) -> np.ndarray:
     array = np.asarray(data) if not isinstance(data, np.ndarray) else data
     if array.ndim != 1:

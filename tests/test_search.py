@@ -85,6 +85,23 @@ def test_bad_query_vectors(space: eh.Space) -> None:
         space.nearest_neighbors(1, key="ghost")
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_float32_queries_are_refused_by_the_server(space: eh.Space, bad: float) -> None:
+    """A float32 array goes to the server unchecked (pgvector refuses NaN and infinity):
+    still InvalidEmbedding naming the space, for one query, a batch and an exact re-run."""
+    space.set("a", [1, 0, 0, 0])
+    one = np.array([0, bad, 0, 0], dtype=np.float32)
+    with pytest.raises(eh.InvalidEmbedding, match=f"space {space.name!r}.*NaN or infinity"):
+        space.nearest_neighbors(1, vector=one)
+    batch = np.zeros((3, 4), dtype=np.float32)
+    batch[2] = one
+    with pytest.raises(eh.InvalidEmbedding, match=space.name):
+        space.multi_nearest_neighbors(1, vectors=batch)
+    with pytest.raises(eh.InvalidEmbedding, match=space.name):
+        space.nearest_neighbors(1, vector=one, where={"t": 1})
+    assert space.nearest_neighbors(1, vector=np.ones(4, dtype=np.float32))[0].key == "a"
+
+
 def test_empty_space_returns_nothing(space: eh.Space) -> None:
     assert space.nearest_neighbors(5, vector=[1, 0, 0, 0]) == []
 

@@ -190,6 +190,8 @@ def test_recent_queries_kept_by_the_hub(dsn: str, make_space: Callable[..., eh.S
         queries = np.random.default_rng(8).normal(size=(30, 32)).astype(np.float32)
         space.multi_nearest_neighbors(5, vectors=queries)
         space.nearest_neighbors(5, key="k1")  # by key: no query vector to keep
+        with pytest.raises(eh.InvalidEmbedding):  # refused by the server: not kept either
+            space.nearest_neighbors(5, vector=np.full(32, np.nan, dtype=np.float32))
         result = space.tune(0.9, apply=False)
         assert result.method == "recent queries" and result.sample == 25
     with pytest.raises(eh.InvalidArgument, match="keep_queries"):
