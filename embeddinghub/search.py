@@ -120,7 +120,7 @@ def prepare(
 # -- run --------------------------------------------------------------------------------------
 def run(h: SpaceHandle, source: rows.Source, req: Request) -> list[list[Neighbor]]:
     """Answer every query of `req`; a query the index answers short is re-run exactly."""
-    params = [{**req.params, "q": q} for q in req.matrix] if req.params else [{"q": q} for q in req.matrix]
+    params = [{**req.params, "q": q} for q in req.matrix]
     with translate(h.name, version=source.version):
         found = _fan_out(h, source, req, params) or run_knn(
             h.session, h.tables, req.conditions, params, req.ef_search, req.iterative,

@@ -62,15 +62,12 @@ def as_matrix(space: str, dims: int, dtype: str, data: Any, rows: int | None = N
     if rows is not None and matrix.shape[0] != rows:
         raise errors.InvalidArgument(f"space {space!r}: {rows} keys but {matrix.shape[0]} vectors")
     step = 1 << 16  # rows at a time, so checking a large matrix needs little memory
-    if dtype == "float32" and matrix.shape[0] <= step:
-        check_finite(space, matrix)  # a search's few query vectors: one check, no loop
-    else:
-        for start in range(0, matrix.shape[0], step):
-            block = matrix[start : start + step]
-            if dtype == "float16":
-                with np.errstate(over="ignore"):
-                    block = block.astype(np.float16)
-            check_finite(space, block, start)
+    for start in range(0, matrix.shape[0], step):
+        block = matrix[start : start + step]
+        if dtype == "float16":
+            with np.errstate(over="ignore"):
+                block = block.astype(np.float16)
+        check_finite(space, block, start)
     return np.ascontiguousarray(matrix)
 
 

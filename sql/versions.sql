@@ -321,8 +321,9 @@ $$;
 
 -- Re-create a dropped partition for plain SQL clients, as storage.create_partition_table and
 -- the access-control hook do (catalog row, list partition inheriting the parent's indexes
--- and row trigger, its own statement triggers, its history partition, row-level security). The Python API
--- re-creates partitions through hub._add_partition instead, so PARTITION_CREATED_HOOKS run.
+-- and row trigger, its own statement triggers, its history partition, row-level security).
+-- The Python API re-creates partitions through catalog.add_partition instead, so the
+-- partition hooks run.
 CREATE OR REPLACE FUNCTION embeddinghub.restore_partition(space_id integer, name text)
 RETURNS integer
 LANGUAGE plpgsql SECURITY INVOKER AS $$
