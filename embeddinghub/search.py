@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import psycopg
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 
 from . import catalog, errors, rows
 from .catalog import SpaceHandle
-from .db import translate
+from .db import from_db_error, translate
 from .filters import compile_where
 from .session import Session
 from .storage import SpaceTables
@@ -30,6 +31,7 @@ __all__ = [
     "Neighbor",
     "Request",
     "knn_query",
+    "nearest",
     "one_query",
     "prepare",
     "recent_queries",
@@ -210,6 +212,54 @@ def search(
     return found
 
 
+def nearest(
+    h: SpaceHandle,
+    num: int,
+    key: str | None = None,
+    vector: Any = None,
+    partition: str | None = None,
+    where: Mapping[str, Any] | None = None,
+    ef_search: int | None = None,
+    key_partition: str | None = None,
+) -> list[Neighbor]:
+    """The nearest neighbours of one key or one vector among the live rows: `search` of one.
+
+    The most common search, a float32 vector over a whole float32 space at the space's own
+    ef_search, is sent as `run_knn` would send it, with its checks written inline: this
+    path's Python is a visible share of a fast search's time. Its answer is the pipeline's.
+    """
+    if (
+        key is None and partition is None and not where and ef_search is None
+        and type(vector) is np.ndarray and vector.dtype == np.float32 and vector.shape == (h.dims,)
+        and type(num) is int and 0 < num and h.tables.candidates(num) <= h.ef_search
+        and h.dtype == "float32"  # pgvector refuses NaN and infinity in a vector itself
+    ):
+        hits = _nearest_to_vector(h, num, vector)
+        if hits is not None:
+            return hits
+    keys, vectors = one_query(h, key, vector)
+    return search(h, rows.live(h), num, keys, vectors, partition, where, ef_search, key_partition)[0]
+
+
+def _nearest_to_vector(h: SpaceHandle, num: int, vector: np.ndarray) -> list[Neighbor] | None:
+    """`nearest` as one statement on a connection already at the space's ef_search, outside
+    a transaction (None otherwise: the pipeline sets it for the search)."""
+    session = h.session
+    conn = session.conn
+    if conn.pgconn.transaction_status != TransactionStatus.IDLE or session.ef_search != str(h.ef_search):
+        return None
+    try:  # translate()'s work without its context manager (entered on every search)
+        found = conn.execute(_plain_knn_query(h.tables, num, False), {"q": vector}).fetchall()
+    except psycopg.Error as exc:
+        raise from_db_error(exc, h.name) from exc
+    if session.keep_queries:
+        _remember(h, vector[None, :])
+    if len(found) < num:  # fewer rows than num, or the index gave fewer: answer exactly
+        live = rows.live(h)
+        return _exact(h, live, prepare(h, live, num, vectors=vector), [0])[0]
+    return _neighbors(found, None, num, h.tables.index_order_is_exact)
+
+
 def _remember(h: SpaceHandle, matrix: np.ndarray) -> None:
     log = h.session.recent_queries.get(h.id)
     if log is None or log.maxlen != h.session.keep_queries:
@@ -241,19 +291,24 @@ def _neighbors(found: list[Any], skip: tuple[str, str] | None, num: int, ordered
     Sorted here unless `ordered`: a relaxed iterative scan may return rows slightly out of
     order (an ordinary index scan, an exact scan and a merge of branches never do).
     """
-    hits = [_neighbor(k, float(d), p, m) for k, p, d, m in found if skip is None or (p, k) != skip]
+    hits = []
+    for key, partition, distance, metadata in found:  # distance: float8, a float already
+        if skip is not None and (partition, key) == skip:
+            continue
+        # Filled in place, not through the frozen dataclass's __init__ (one call of
+        # object.__setattr__ per field): a search builds num of these, and __init__ took
+        # half of its Python time. All five fields are set; a test checks hits are whole.
+        hit: Neighbor = _new(Neighbor)
+        fields = hit.__dict__
+        fields["key"] = key
+        fields["distance"] = distance
+        fields["partition"] = partition
+        fields["metadata"] = metadata
+        fields["vector"] = None
+        hits.append(hit)
     if not ordered:
         hits.sort(key=lambda n: n.distance)
     return hits[:num]
-
-
-def _neighbor(key: str, distance: float, partition: str, metadata: dict[str, Any] | None) -> Neighbor:
-    """Neighbor(key, distance, partition, metadata), built without the frozen dataclass's
-    __init__ (one attribute store each through object.__setattr__): a search builds num of
-    them, and this takes half the time. The fields are the dataclass's own, all of them."""
-    hit: Neighbor = _new(Neighbor)
-    hit.__dict__.update(key=key, distance=distance, partition=partition, metadata=metadata, vector=None)
-    return hit
 
 
 _new = object.__new__

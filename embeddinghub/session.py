@@ -226,9 +226,12 @@ class Session:
             self._leased.reset(token)
             pool.putconn(conn)
 
-    def call(self, fn: Callable[[], T], *, repeatable: bool, what: str, read: bool = False) -> T:
+    def call(
+        self, fn: Callable[[], T], *, repeatable: bool, what: str | Callable[[], str], read: bool = False
+    ) -> T:
         """Run `fn` on a leased connection; after a lost connection (or a demoted primary),
-        get a new one and run it again if it is `repeatable`, else raise OperationInterrupted."""
+        get a new one and run it again if it is `repeatable`, else raise OperationInterrupted.
+        `what` names the call in messages (or makes its name: most calls never need it)."""
         if self._leased.get() is not None:  # a call inside a call: the outer one retries
             return fn()
         started = time.monotonic()
@@ -238,19 +241,22 @@ class Session:
         finally:
             took = time.monotonic() - started
             if took > log.SLOW_SECONDS:
-                log.logger.info("slow call: %s took %.3f s", what, took)
+                log.logger.info("slow call: %s took %.3f s", _name(what), took)
 
-    def _run(self, fn: Callable[[], T], repeatable: bool, what: str, read: bool, deadline: float) -> T:
+    def _run(
+        self, fn: Callable[[], T], repeatable: bool, what: str | Callable[[], str], read: bool,
+        deadline: float,
+    ) -> T:
         while True:
             try:
                 return self._attempt(fn, read)
             except _Lost as lost:
-                log.logger.warning("%s lost its connection (%s): reconnecting", what, lost.cause)
+                log.logger.warning("%s lost its connection (%s): reconnecting", _name(what), lost.cause)
                 link = self.reader if read and self.reader is not None else self.primary
                 link.restore(deadline)
                 if not repeatable:
                     raise errors.OperationInterrupted(
-                        what, may_have_committed=True, cause=lost.cause,
+                        _name(what), may_have_committed=True, cause=lost.cause,
                         check="the hub has reconnected; versions(), list_partitions(), grants()"
                         " or list_spaces() show whether it did",
                     ) from lost.__cause__
@@ -325,14 +331,18 @@ def session_call(*, repeatable: bool = True, read: bool = False) -> Callable[[F]
     def decorate(method: F) -> F:
         @functools.wraps(method)
         def run(self: Any, *args: Any, **kwargs: Any) -> Any:
-            what = f"{method.__name__}() on {self.name!r}"
             return self.session.call(
-                lambda: method(self, *args, **kwargs), repeatable=repeatable, what=what, read=read
+                lambda: method(self, *args, **kwargs), repeatable=repeatable, read=read,
+                what=lambda: f"{method.__name__}() on {self.name!r}",  # formatted if needed
             )
 
         return run  # type: ignore[return-value]
 
     return decorate
+
+
+def _name(what: str | Callable[[], str]) -> str:
+    return what if isinstance(what, str) else what()
 
 
 def _setup(conn: Conn, *, stateless: bool) -> None:

@@ -214,7 +214,7 @@ class Space:
         return self.iterator()
 
     # -- nearest neighbours -----------------------------------------------------------
-    # No session_call of its own: the one call it makes is one (the hot path stays short).
+    @session_call(read=True)
     def nearest_neighbors(
         self,
         num: int,
@@ -237,6 +237,8 @@ class Space:
         `include_vectors` fills each Neighbor's `vector`; `offset` skips that many of the
         closest first (pages: offset=0, num; offset=num, num; ...).
         """
+        if version is None and not include_vectors and rows.check_offset(self.handle, offset, num) == 0:
+            return search.nearest(self.handle, num, key, vector, partition, where, ef_search, key_partition)
         keys, vectors = search.one_query(self.handle, key, vector)
         return self.multi_nearest_neighbors(
             num, keys, vectors, partition, where, version, ef_search=ef_search,

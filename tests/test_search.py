@@ -120,6 +120,55 @@ def test_multi_equals_single(make_space) -> None:  # type: ignore[no-untyped-def
     assert all("k1" != h.key for h in by_keys[0])
 
 
+@pytest.mark.parametrize("index", ["hnsw", "hnsw_halfvec", "hnsw_bit"])
+def test_one_vector_search_answers_as_the_pipeline(hub: eh.Hub, make_space, index: str) -> None:  # type: ignore[no-untyped-def]
+    """One float32 vector over a whole space is sent as a single statement when the session
+    is at the space's ef_search: its hits (keys, distances, partitions, metadata, order) are
+    the pipeline's, whatever the index, and so are those of the calls that take the
+    pipeline (other vector types, num above ef_search, a transaction, a session at another
+    ef_search)."""
+    rng = np.random.default_rng(11)
+    space = make_space(dims=8, index=index)
+    keys = [f"k{i}" for i in range(400)]
+    vectors = rng.normal(size=(400, 8)).astype(np.float32)
+    space.multiset(keys, vectors, metadata=[{"i": i} for i in range(400)])
+    space.create_partition("other")
+    space.multiset(["p1", "p2"], rng.normal(size=(2, 8)).astype(np.float32), partition="other")
+    queries = rng.normal(size=(12, 8)).astype(np.float32)
+    space.nearest_neighbors(1, vector=queries[0])  # the session now knows its ef_search
+
+    def same(a: list[eh.Neighbor], b: list[eh.Neighbor]) -> None:
+        assert a == b and [n.metadata for n in a] == [n.metadata for n in b]
+
+    for q in queries:
+        pipeline = space.multi_nearest_neighbors(10, vectors=q[None, :])[0]
+        assert len(pipeline) == 10
+        same(space.nearest_neighbors(10, vector=q), pipeline)
+        same(space.nearest_neighbors(10, vector=q.astype(np.float64)), pipeline)
+        same(space.nearest_neighbors(10, vector=q.tolist()), pipeline)
+    q = queries[1]
+    same(space.nearest_neighbors(60, vector=q), space.multi_nearest_neighbors(60, vectors=[q])[0])
+    with hub.connection() as conn, conn.transaction():
+        same(space.nearest_neighbors(10, vector=q), space.multi_nearest_neighbors(10, vectors=[q])[0])
+    hub.execute("SET hnsw.ef_search = 7")
+    try:
+        same(space.nearest_neighbors(10, vector=q), space.multi_nearest_neighbors(10, vectors=[q])[0])
+    finally:
+        hub.execute("RESET hnsw.ef_search")
+
+
+def test_one_vector_search_of_a_small_space_is_exact(make_space) -> None:  # type: ignore[no-untyped-def]
+    """Fewer rows than num: every row, in exact distance order (the index gives them short)."""
+    space = make_space(dims=2)
+    space.multiset(["a", "b", "c"], np.array([[3, 0], [1, 0], [2, 0]], dtype=np.float32))
+    q = np.zeros(2, dtype=np.float32)
+    space.nearest_neighbors(1, vector=q)
+    hits = space.nearest_neighbors(10, vector=q)
+    assert [(n.key, n.distance) for n in hits] == [("b", 1.0), ("c", 2.0), ("a", 3.0)]
+    space.delete("b")
+    assert [n.key for n in space.nearest_neighbors(10, vector=q)] == ["c", "a"]
+
+
 def test_ef_search_per_call_and_per_space(space: eh.Space) -> None:
     space.set("a", [1, 0, 0, 0])
     with pytest.raises(eh.InvalidArgument, match="ef_search"):

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 import embeddinghub as eh
+from embeddinghub import search
 from embeddinghub.cli import main
 from embeddinghub.tuning import EF_LADDER, measure
 
@@ -192,6 +193,8 @@ def test_recent_queries_kept_by_the_hub(dsn: str, make_space: Callable[..., eh.S
         space.nearest_neighbors(5, key="k1")  # by key: no query vector to keep
         with pytest.raises(eh.InvalidEmbedding):  # refused by the server: not kept either
             space.nearest_neighbors(5, vector=np.full(32, np.nan, dtype=np.float32))
+        space.nearest_neighbors(5, vector=queries[0])  # one vector: kept as well
+        assert np.array_equal(search.recent_queries(space.handle)[-1], queries[0])
         result = space.tune(0.9, apply=False)
         assert result.method == "recent queries" and result.sample == 25
     with pytest.raises(eh.InvalidArgument, match="keep_queries"):
