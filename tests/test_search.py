@@ -157,16 +157,20 @@ def test_one_vector_search_answers_as_the_pipeline(hub: eh.Hub, make_space, inde
         hub.execute("RESET hnsw.ef_search")
 
 
-def test_one_vector_search_of_a_small_space_is_exact(make_space) -> None:  # type: ignore[no-untyped-def]
-    """Fewer rows than num: every row, in exact distance order (the index gives them short)."""
+def test_one_vector_search_answered_short_by_the_index_is_exact(make_space) -> None:  # type: ignore[no-untyped-def]
+    """The index can answer short (here: the entries nearest the query are of deleted rows,
+    not yet vacuumed): the search is answered exactly, as the pipeline does. Fewer rows than
+    num: every row, closest first."""
     space = make_space(dims=2)
-    space.multiset(["a", "b", "c"], np.array([[3, 0], [1, 0], [2, 0]], dtype=np.float32))
+    near = np.array([[0.01 * i, 0] for i in range(1, 101)], dtype=np.float32)
+    space.multiset([f"n{i}" for i in range(100)], near)
+    space.multiset(["a", "b", "c"], np.array([[5, 0], [3, 0], [4, 0]], dtype=np.float32))
     q = np.zeros(2, dtype=np.float32)
-    space.nearest_neighbors(1, vector=q)
-    hits = space.nearest_neighbors(10, vector=q)
-    assert [(n.key, n.distance) for n in hits] == [("b", 1.0), ("c", 2.0), ("a", 3.0)]
-    space.delete("b")
-    assert [n.key for n in space.nearest_neighbors(10, vector=q)] == ["c", "a"]
+    space.nearest_neighbors(1, vector=q)  # the session now knows its ef_search
+    space.multidelete([f"n{i}" for i in range(100)])
+    hits = space.nearest_neighbors(3, vector=q)
+    assert [(n.key, n.distance) for n in hits] == [("b", 3.0), ("c", 4.0), ("a", 5.0)]
+    assert [n.key for n in space.nearest_neighbors(10, vector=q)] == ["b", "c", "a"]
 
 
 def test_ef_search_per_call_and_per_space(space: eh.Space) -> None:
@@ -210,7 +214,7 @@ def test_hits_are_whole_frozen_neighbors(make_space) -> None:  # type: ignore[no
     space.set("a", [1, 0], metadata={"t": 1})
     space.set("b", [0, 1])
     hit = space.nearest_neighbors(1, vector=[1, 0])[0]
-    assert type(hit) is eh.Neighbor
+    assert type(hit) is eh.Neighbor and type(hit.distance) is float
     assert hit == eh.Neighbor("a", 0.0, "default", {"t": 1}) and hash(hit) == hash(eh.Neighbor("a", 0.0))
     assert dataclasses.asdict(hit) == {"key": "a", "distance": 0.0, "partition": "default",
                                        "metadata": {"t": 1}, "vector": None}
@@ -218,3 +222,5 @@ def test_hits_are_whole_frozen_neighbors(make_space) -> None:  # type: ignore[no
         hit.key = "b"  # type: ignore[misc]
     assert dataclasses.replace(hit, vector=np.ones(2)).vector.tolist() == [1.0, 1.0]
     assert repr(hit) == "Neighbor(key='a', distance=0.0, partition='default', metadata={'t': 1})"
+    one = space.nearest_neighbors(1, vector=np.array([1, 0], dtype=np.float32))[0]  # one statement
+    assert type(one.distance) is float and dataclasses.asdict(one) == dataclasses.asdict(hit)
