@@ -10,8 +10,8 @@ For each, measured on the same server:
     HNSW build that makes it queryable, against pgvector-python's loading example (binary
     COPY with `set_types` + `write_row` per row into a plain `(key text, embedding vector)`
     table, then `CREATE INDEX ... USING hnsw` with the same m / ef_construction and
-    `maintenance_work_mem = '1GB'`, then ANALYZE). The full run loads each twice in the
-    order ours, raw, raw, ours and keeps each side's best time;
+    `maintenance_work_mem = '1GB'`, then ANALYZE). The full run loads each three times in
+    the order ours, raw, raw, ours, ours, raw and keeps each side's best time;
   * latency: `Space.nearest_neighbors(10, vector=q)` against the same SELECT as a prepared
     statement on the plain table (same HNSW parameters, same ef_search) and on the space's
     own table (the same rows and HNSW graph: what the layer itself costs), taking turns on
@@ -52,7 +52,7 @@ from .common import (
 
 BENCH = "core"
 K = 10
-TARGET_INGEST = 0.8  # ours/raw rows per second, at least
+TARGET_INGEST = 0.952  # ours/raw rows per second, at least: load-to-searchable <= 1.05x raw's time
 TARGET_LATENCY = 1.05  # ours/raw median latency, at most
 TARGET_INDEXED_LOAD = 1.5  # ours/raw seconds of a load into an indexed table, at most
 INDEXED_LOAD_ROWS = 2000  # rows loaded into each indexed table (--quick: a fifth)
@@ -77,7 +77,7 @@ def run(hub: eh.Hub, report: Report, quick: bool) -> None:
     try:
         register_vector(raw)
         for make in datasets(quick):
-            bench_dataset(hub, raw, make(), report, ingest_runs=1 if quick else 2, quick=quick)
+            bench_dataset(hub, raw, make(), report, ingest_runs=1 if quick else 3, quick=quick)
     finally:
         raw.close()
 

@@ -5,19 +5,24 @@ unchanged since it plus history rows valid at it; see versions.source_at). Reads
 searches take a source, so the working state and a version share one code path.
 
 Writes go through one bulk path: binary COPY into a staging table, then one
-`INSERT ... ON CONFLICT` per batch, in one transaction (all rows land or none).
+`INSERT ... ON CONFLICT` per chunk, in one transaction (all rows land or none); a first
+load into an empty space COPYs straight into the live table (`multiset`).
 """
 
 from __future__ import annotations
 
 import functools
+import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import psycopg
 from psycopg import sql
+from psycopg.abc import Buffer
+from psycopg.adapt import PyFormat
 from psycopg.types.json import Jsonb
 
 from . import catalog, errors
@@ -25,7 +30,18 @@ from .catalog import SpaceHandle
 from .db import translate
 from .filters import compile_where
 from .storage import SpaceTables
-from .vectors import as_matrix, as_vector, check_key, check_keys, copy_rows, metadata_list, normalise_metadata
+from .vectors import (
+    COPY_HEADER,
+    COPY_TRAILER,
+    as_matrix,
+    as_vector,
+    check_key,
+    check_keys,
+    copy_rows,
+    metadata_list,
+    normalise_metadata,
+    vector_fields,
+)
 
 __all__ = [
     "BULK_REBUILD_ROWS",
@@ -454,26 +470,10 @@ def _multiset(
         catalog.lock_for_write(h, cur)
         # Into an empty space held exclusively: rows stamped here, no trigger, no conflicts.
         head = catalog.begin_bulk_load(h, cur) if rebuild else None
-        insert = _insert_query(h, stamped=head is not None)
-        cur.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS eh_stage (idx int4, embedding vector)"
-            " ON COMMIT DELETE ROWS"
-        )
-        step = chunk_rows(h.dims)
-        for start in range(0, n, step):
-            rows = order[start : start + step]
-            cur.execute("TRUNCATE eh_stage")  # the previous chunk (or a caller's batch)
-            with cur.copy("COPY eh_stage (idx, embedding) FROM STDIN WITH (FORMAT BINARY)") as cp:
-                cp.write(copy_rows(batch.matrix[rows]))
-            cur.execute(insert, {
-                "parts": [batch.partitions[i] for i in rows],
-                "keys": [batch.keys[i] for i in rows],
-                "meta": [batch.metadata[i] for i in rows],
-                "head": head,
-            })
-            if progress is not None:
-                progress(min(n, start + step))
-        if head is not None:
+        if head is None:
+            _upsert(h, cur, batch, order, progress)
+        else:
+            _copy_stamped(h, cur, batch, order, head, progress)
             catalog.end_bulk_load(h, cur)
         if rebuild:
             if phase is not None:
@@ -482,27 +482,74 @@ def _multiset(
     return n
 
 
-def _insert_query(h: SpaceHandle, *, stamped: bool) -> sql.Composed:
-    """One chunk from eh_stage into the live table: an upsert whose row trigger stamps each
-    row, or (`stamped`, a bulk load into an empty space) a plain insert stamped here."""
-    source = (
+def _upsert(
+    h: SpaceHandle, cur: psycopg.Cursor[Any], batch: WriteBatch, order: list[int],
+    progress: Callable[[int], None] | None,
+) -> None:
+    """Chunk by chunk: COPY of the vectors into eh_stage, then one upsert from it into the
+    live table, whose row trigger stamps each row and keeps the images it replaces."""
+    cur.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS eh_stage (idx int4, embedding vector) ON COMMIT DELETE ROWS"
+    )
+    upsert = sql.SQL(
+        "INSERT INTO {live} (partition, key, embedding, metadata)"
+        " SELECT r.partition, r.key, s.embedding::{vt}, r.metadata"
         " FROM unnest(%(parts)s::text[], %(keys)s::text[], %(meta)s::jsonb[])"
         "   WITH ORDINALITY AS r(partition, key, metadata, idx)"
         " JOIN eh_stage s USING (idx) ORDER BY r.idx"
-    )
-    if stamped:
-        text = (
-            "INSERT INTO {live} (partition, key, embedding, metadata, version, updated_at)"
-            " SELECT r.partition, r.key, s.embedding::{vt}, r.metadata, %(head)s, now()" + source
-        )
-    else:
-        text = (
-            "INSERT INTO {live} (partition, key, embedding, metadata)"
-            " SELECT r.partition, r.key, s.embedding::{vt}, r.metadata" + source
-            + " ON CONFLICT (partition, key) DO UPDATE"
-            " SET embedding = EXCLUDED.embedding, metadata = EXCLUDED.metadata"
-        )
-    return sql.SQL(text).format(live=h.tables.live, vt=h.tables.vector_type)
+        " ON CONFLICT (partition, key) DO UPDATE"
+        " SET embedding = EXCLUDED.embedding, metadata = EXCLUDED.metadata"
+    ).format(live=h.tables.live, vt=h.tables.vector_type)
+    n, step = len(order), chunk_rows(h.dims)
+    for start in range(0, n, step):
+        rows = order[start : start + step]
+        cur.execute("TRUNCATE eh_stage")  # the previous chunk (or a caller's batch)
+        with cur.copy("COPY eh_stage (idx, embedding) FROM STDIN WITH (FORMAT BINARY)") as cp:
+            cp.write(copy_rows(batch.matrix[rows]))
+        cur.execute(upsert, {
+            "parts": [batch.partitions[i] for i in rows],
+            "keys": [batch.keys[i] for i in rows],
+            "meta": [batch.metadata[i] for i in rows],
+        })
+        if progress is not None:
+            progress(min(n, start + step))
+
+
+def _copy_stamped(
+    h: SpaceHandle, cur: psycopg.Cursor[Any], batch: WriteBatch, order: list[int], head: int,
+    progress: Callable[[int], None] | None,
+) -> None:
+    """A bulk load into an empty space (catalog.begin_bulk_load): the rows COPYed straight
+    into the live table, stamped with the working version, updated_at its default now().
+    No stage table and no join: nothing to conflict with, no images to keep. The binary
+    rows are built here (vectors with numpy): per-row dumpers cost more than the COPY."""
+    copy = sql.SQL(
+        "COPY {} (partition, key, embedding, metadata, version) FROM STDIN WITH (FORMAT BINARY)"
+    ).format(h.tables.live)
+    encoding = cur.connection.info.encoding
+    jsonb = cur.adapters.get_dumper(Jsonb, PyFormat.BINARY)(Jsonb, cur.connection)
+    fields = struct.Struct(">hi").pack
+    length = struct.Struct(">i").pack
+    version = struct.pack(">iq", 8, head)
+    null = length(-1)
+    n, step = len(order), chunk_rows(h.dims)
+    with cur.copy(copy) as cp:
+        cp.write(COPY_HEADER)
+        for start in range(0, n, step):
+            rows = order[start : start + step]
+            vectors = vector_fields(batch.matrix[rows], h.dtype)
+            out: list[Buffer] = []
+            for i, vector in zip(rows, vectors, strict=True):
+                part, key = batch.partitions[i].encode(encoding), batch.keys[i].encode(encoding)
+                meta = batch.metadata[i]
+                dumped = None if meta is None else jsonb.dump(meta)
+                out += (fields(5, len(part)), part, length(len(key)), key, vector)
+                out += (null,) if dumped is None else (length(len(dumped)), dumped)
+                out.append(version)
+            cp.write(b"".join(out))
+            if progress is not None:
+                progress(min(n, start + step))
+        cp.write(COPY_TRAILER)
 
 
 def multidelete(

@@ -130,8 +130,28 @@ def copy_rows(matrix: np.ndarray) -> bytes:
     out["dims"] = dims
     out["unused"] = 0
     out["values"] = matrix
-    header = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
-    return header + out.tobytes() + b"\xff\xff"
+    return COPY_HEADER + out.tobytes() + COPY_TRAILER
+
+
+COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"  # binary COPY
+COPY_TRAILER = b"\xff\xff"
+
+
+def vector_fields(matrix: np.ndarray, dtype: str) -> list[memoryview]:
+    """Each row of `matrix` as a binary COPY field of the space's column type: int32 length,
+    then pgvector's binary vector or halfvec (int16 dims, int16 unused, big-endian float32
+    or float16 values). Built with numpy, no Python loop; the values are checked already."""
+    n, dims = matrix.shape
+    values = ">f4" if dtype == "float32" else ">f2"
+    row = np.dtype([("len", ">i4"), ("dims", ">i2"), ("unused", ">i2"), ("values", values, (dims,))])
+    out = np.empty(n, dtype=row)
+    out["len"] = row.itemsize - 4
+    out["dims"] = dims
+    out["unused"] = 0
+    out["values"] = matrix
+    block = memoryview(out.tobytes())
+    size = row.itemsize
+    return [block[i * size : (i + 1) * size] for i in range(n)]
 
 
 def normalise_metadata(space: str, metadata: Any) -> Any:

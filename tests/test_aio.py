@@ -13,6 +13,7 @@ import pytest
 
 import embeddinghub as eh
 import embeddinghub.aio as eha
+from embeddinghub.rows import BULK_REBUILD_ROWS
 
 DIMS = 6
 
@@ -144,6 +145,29 @@ def test_many_tasks_share_one_pool(dsn: str) -> None:
                 await ahub.delete_space(name)
 
     assert asyncio.run(main()) == 16 * 30
+
+
+def test_a_first_bulk_load_through_the_async_api(dsn: str) -> None:
+    """A first load into an empty space COPYs straight into the live table: through the
+    async connection too, every row, vector and metadata lands, and it is searchable."""
+    name = f"b_{uuid.uuid4().hex[:8]}"
+    n = BULK_REBUILD_ROWS + 5
+    matrix = np.random.default_rng(6).normal(size=(n, DIMS)).astype(np.float32)
+    keys = [f"k{i}" for i in range(n)]
+
+    async def main() -> None:
+        async with await eha.connect(dsn, pool=2) as ahub:
+            space = await ahub.create_space(name, dims=DIMS)
+            try:
+                assert await space.multiset(keys, matrix, metadata=[{"i": i} for i in range(n)]) == n
+                assert await space.count() == n
+                assert np.array_equal(await space.get("k17"), matrix[17])
+                assert await space.get_metadata("k17") == {"i": 17}
+                assert (await space.nearest_neighbors(1, vector=matrix[3]))[0].key == "k3"
+            finally:
+                await ahub.delete_space(name)
+
+    asyncio.run(main())
 
 
 def test_a_cancelled_multiset_writes_nothing_and_the_pool_stays_usable(dsn: str) -> None:

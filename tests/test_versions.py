@@ -695,6 +695,29 @@ def test_a_bulk_load_into_an_empty_space_is_stamped_as_the_trigger_would(
     assert space.as_of(v).get("k1").tolist() == pytest.approx(matrix[1].tolist())
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_a_bulk_load_into_an_empty_space_keeps_every_value(
+    make_space: Callable[..., eh.Space], dtype: str
+) -> None:
+    """The rows COPYed straight into the live table: keys, vectors (float16 spaces store
+    halfvec), metadata and partitions as given, searchable once the index is built."""
+    space = make_space(dims=3, dtype=dtype)
+    space.create_partition("p1")
+    n = rows_module.BULK_REBUILD_ROWS + 10
+    matrix = np.random.default_rng(5).normal(size=(n, 3)).astype(np.float32)
+    keys = [f"k{i}" for i in range(n)]
+    parts = ["p1" if i % 2 else "default" for i in range(n)]
+    meta = [{"i": i, "s": "é\u00e9"} if i % 4 else None for i in range(n)]
+    assert space.multiset(keys, matrix, meta, parts) == n
+    stored = np.stack([space.get(f"k{i}", partition=parts[i]) for i in (0, 1, 7, n - 1)])
+    expected = matrix[[0, 1, 7, n - 1]].astype(dtype).astype(np.float32)  # float16 rounds
+    assert np.array_equal(stored, expected)
+    assert space.get_metadata("k5", partition="p1") == {"i": 5, "s": "éé"}
+    assert space.get_metadata("k4") is None and space.count() == n
+    assert space.info()["index_state"] == "present"
+    assert space.nearest_neighbors(1, vector=matrix[8], partition="default")[0].key == "k8"
+
+
 def test_a_failed_or_refused_bulk_load_leaves_the_trigger_on_and_nothing_written(
     make_space: Callable[..., eh.Space],
 ) -> None:
