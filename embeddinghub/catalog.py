@@ -527,6 +527,7 @@ def begin_bulk_load(h: SpaceHandle, cur: psycopg.Cursor[Any]) -> int | None:
     end_bulk_load, in this transaction only (a rollback turns it on again). Equivalent to the
     trigger's work row by row: an empty space has no row images to keep. None, and the
     trigger left on, if another writer's rows landed since the space was seen empty.
+    end_bulk_load undoes what this changes (a rollback does too).
     FOR SHARE, as the trigger reads it under repeatable read (a stale head is an error)."""
     # No other writer can join the load from here (dropping an index took this lock, or
     # more, already; a space whose index is missing is locked here).
@@ -541,11 +542,16 @@ def begin_bulk_load(h: SpaceHandle, cur: psycopg.Cursor[Any]) -> int | None:
     if row[1]:
         raise errors.SpaceFrozen(h.name, "it is frozen: writes are refused")
     cur.execute(sql.SQL("ALTER TABLE {} DISABLE TRIGGER row_write").format(h.tables.live))
+    # COPY refuses a table whose row-level security applies to the writer, and it is
+    # FORCEd on the owner too (acl.sql): lifted for this transaction, which holds the
+    # table exclusively (the index was dropped); the owner's own policy admits every row.
+    cur.execute(sql.SQL("ALTER TABLE {} NO FORCE ROW LEVEL SECURITY").format(h.tables.live))
     return int(row[0])
 
 
 def end_bulk_load(h: SpaceHandle, cur: psycopg.Cursor[Any]) -> None:
     cur.execute(sql.SQL("ALTER TABLE {} ENABLE TRIGGER row_write").format(h.tables.live))
+    cur.execute(sql.SQL("ALTER TABLE {} FORCE ROW LEVEL SECURITY").format(h.tables.live))
 
 
 INDEX_STATES = ("present", "missing", "invalid", "building")

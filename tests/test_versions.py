@@ -673,6 +673,14 @@ def _row_trigger_states(space: eh.Space) -> set[str]:
     )}
 
 
+def _row_security_forced(space: eh.Space) -> bool:
+    """A bulk load lifts FORCE ROW LEVEL SECURITY on the live table for its transaction."""
+    return space.hub.execute(
+        "SELECT relforcerowsecurity FROM pg_class WHERE oid = %s::regclass",
+        (space.tables.live.as_string(space.hub.conn),),
+    ) == [(True,)]
+
+
 def test_a_bulk_load_into_an_empty_space_is_stamped_as_the_trigger_would(
     make_space: Callable[..., eh.Space],
 ) -> None:
@@ -683,7 +691,7 @@ def test_a_bulk_load_into_an_empty_space_is_stamped_as_the_trigger_would(
     matrix = np.random.default_rng(3).random((n, 4)).astype(np.float32)
     parts = ["p1" if i % 3 == 0 else "default" for i in range(n)]
     space.multiset([f"k{i}" for i in range(n)], matrix, [{"i": i} for i in range(n)], parts)
-    assert _row_trigger_states(space) == {"O"}  # on again, on every partition
+    assert _row_trigger_states(space) == {"O"} and _row_security_forced(space)  # as before
     stamps = space.hub.execute(sql.SQL(
         "SELECT version, count(*), bool_and(updated_at IS NOT NULL AND updated_at <= now())"
         " FROM {} GROUP BY version"
@@ -730,8 +738,8 @@ def test_a_failed_or_refused_bulk_load_leaves_the_trigger_on_and_nothing_written
 
     with pytest.raises(RuntimeError, match="mid-load"):
         space.multiset([f"k{i}" for i in range(n)], matrix, progress=stop)
-    assert len(space) == 0 and _row_trigger_states(space) == {"O"}
+    assert len(space) == 0 and _row_trigger_states(space) == {"O"} and _row_security_forced(space)
     space.hub.freeze_space(space.name)
     with pytest.raises(eh.SpaceFrozen, match=space.name):
         space.multiset([f"k{i}" for i in range(n)], matrix)
-    assert len(space) == 0 and _row_trigger_states(space) == {"O"}
+    assert len(space) == 0 and _row_trigger_states(space) == {"O"} and _row_security_forced(space)
