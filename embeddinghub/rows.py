@@ -522,7 +522,8 @@ def _copy_stamped(
     """A bulk load into an empty space (catalog.begin_bulk_load): the rows COPYed straight
     into the live table, stamped with the working version, updated_at its default now().
     No stage table and no join: nothing to conflict with, no images to keep. The binary
-    rows are built here (vectors with numpy): per-row dumpers cost more than the COPY."""
+    rows are built here, the vectors with numpy (write_row would dump each through a
+    pgvector Vector object: a Python cost per row of the same order as the server's)."""
     copy = sql.SQL(
         "COPY {} (partition, key, embedding, metadata, version) FROM STDIN WITH (FORMAT BINARY)"
     ).format(h.tables.live)
