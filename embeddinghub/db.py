@@ -19,6 +19,7 @@ __all__ = [
     "from_db_error",
     "open_connection",
     "translate",
+    "unencodable_text",
     "validate_name",
     "with_keepalives",
 ]
@@ -111,6 +112,17 @@ class translate:  # noqa: N801 (a context manager, named like a function: `with 
     def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
         if isinstance(exc, psycopg.Error):
             raise from_db_error(exc, self.space, key=self.key, version=self.version) from exc
+        if isinstance(exc, UnicodeEncodeError):  # raised by psycopg's dumpers and our COPY rows
+            raise unencodable_text(exc, self.space) from exc
+
+
+def unencodable_text(exc: UnicodeEncodeError, space: str | None) -> errors.InvalidArgument:
+    """Text (a key, partition or filter value) the connection's client encoding cannot hold."""
+    where = f"space {space!r}: " if space else ""
+    return errors.InvalidArgument(
+        f"{where}{exc.object[exc.start:exc.end]!r} cannot be sent in the connection's encoding"
+        f" ({exc.encoding}); use a UTF8 database or add client_encoding=UTF8 to the DSN"
+    )
 
 
 def from_db_error(

@@ -13,9 +13,11 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import Result
+from psycopg.conninfo import make_conninfo
 
 import embeddinghub as eh
 from embeddinghub import ingest
+from embeddinghub.rows import BULK_REBUILD_ROWS
 
 
 @pytest.fixture
@@ -180,3 +182,23 @@ def test_reindex_and_rollback_say_what_they_do(cli: Callable[..., Result], space
     space.set("a", [2, 2, 2, 2])
     out = cli("version", "rollback", space.name, "1")
     assert "rolling back space" in out.stderr and "recorded as version" in out.stdout
+
+
+def test_text_the_client_encoding_cannot_hold_is_an_invalid_argument(
+    dsn: str, make_space: Callable[..., eh.Space]
+) -> None:
+    """A key a LATIN1 client cannot send: InvalidArgument saying what to do, for one row, an
+    upsert and a first bulk load (its own COPY rows); nothing is written."""
+    name = make_space(dims=2).name
+    with eh.connect(make_conninfo(dsn, client_encoding="LATIN1")) as hub:
+        space = hub.get_space(name)
+        with pytest.raises(eh.InvalidArgument, match="client_encoding=UTF8"):
+            space.set("\u0101", [1, 0])
+        n = BULK_REBUILD_ROWS + 1
+        keys = [f"k{i}" for i in range(n - 1)] + ["\u0101"]
+        for batch in (keys[-3:], keys):  # an upsert, then a first bulk load
+            with pytest.raises(eh.InvalidArgument, match=f"space {name!r}: '\u0101'"):
+                space.multiset(batch, np.ones((len(batch), 2), dtype=np.float32))
+        assert len(space) == 0
+        space.set("\u00e9", [1, 0])  # LATIN1 holds this one
+        assert space.get("\u00e9").tolist() == [1.0, 0.0]
