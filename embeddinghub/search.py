@@ -15,17 +15,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import psycopg
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 
 from . import catalog, errors, rows
 from .catalog import SpaceHandle
-from .db import from_db_error, translate
+from .db import translate
 from .filters import compile_where
 from .session import Session
 from .storage import SpaceTables
-from .vectors import as_vector, check_key, query_matrix
+from .vectors import as_vector, check_key, query_matrix, sent_as_is
 
 __all__ = [
     "Neighbor",
@@ -225,37 +224,27 @@ def nearest(
     """The nearest neighbours of one key or one vector among the live rows: `search` of one.
 
     The most common search, a float32 vector over a whole float32 space at the space's own
-    ef_search, is sent as `run_knn` would send it, with its checks written inline: this
-    path's Python is a visible share of a fast search's time. Its answer is the pipeline's.
+    ef_search, needs none of the Request's work: its checks are the few below, and
+    run_knn sends it as it sends the pipeline's. This path's Python is a visible share of a
+    fast search's time. Its answer is the pipeline's.
     """
     if (
         key is None and partition is None and not where and ef_search is None
-        and type(vector) is np.ndarray and vector.dtype == np.float32 and vector.shape == (h.dims,)
         and type(num) is int and 0 < num and h.tables.candidates(num) <= h.ef_search
-        and h.dtype == "float32"  # pgvector refuses NaN and infinity in a vector itself
+        and sent_as_is(vector, h.dims, h.dtype, ndim=1)
     ):
-        hits = _nearest_to_vector(h, num, vector)
-        if hits is not None:
-            return hits
+        return _nearest_to_vector(h, num, vector)
     keys, vectors = one_query(h, key, vector)
     return search(h, rows.live(h), num, keys, vectors, partition, where, ef_search, key_partition)[0]
 
 
-def _nearest_to_vector(h: SpaceHandle, num: int, vector: np.ndarray) -> list[Neighbor] | None:
-    """`nearest` as one statement on a connection already at the space's ef_search, outside
-    a transaction (None otherwise: the pipeline sets it for the search)."""
-    session = h.session
-    conn = session.conn
-    if conn.pgconn.transaction_status != TransactionStatus.IDLE or session.ef_search != str(h.ef_search):
-        return None
-    try:  # translate()'s work without its context manager (entered on every search)
-        found = conn.execute(_plain_knn_query(h.tables, num, False), {"q": vector}).fetchall()
-    except psycopg.Error as exc:
-        raise from_db_error(exc, h.name) from exc
-    if session.keep_queries:
-        _remember(h, vector[None, :])
+def _nearest_to_vector(h: SpaceHandle, num: int, vector: np.ndarray) -> list[Neighbor]:
+    live = rows.live(h)
+    with translate(h.name):
+        (found,) = run_knn(h.session, h.tables, (), [{"q": vector}], h.ef_search, source=live, k=num)
+    if h.session.keep_queries:
+        _remember(h, vector[None, :])  # once the server took it
     if len(found) < num:  # fewer rows than num, or the index gave fewer: answer exactly
-        live = rows.live(h)
         return _exact(h, live, prepare(h, live, num, vectors=vector), [0])[0]
     return _neighbors(found, None, num, h.tables.index_order_is_exact)
 

@@ -76,12 +76,20 @@ def query_matrix(space: str, dims: int, dtype: str, data: Any) -> np.ndarray:
     a float32 space is taken as it is, without a NaN/infinity check: pgvector refuses such a
     query vector itself (db.translate makes that InvalidEmbedding naming the space), and the
     checks cost a fixed share of every search. Anything else goes through as_matrix."""
-    if type(data) is np.ndarray and data.dtype == np.float32 and dtype == "float32":
-        if data.ndim == 2 and data.shape[1] == dims:
-            return data
-        if data.ndim == 1 and data.shape[0] == dims:
-            return data.reshape(1, dims)
+    if sent_as_is(data, dims, dtype, ndim=2):
+        return data  # type: ignore[no-any-return]
+    if sent_as_is(data, dims, dtype, ndim=1):
+        return data.reshape(1, dims)  # type: ignore[no-any-return]
     return as_matrix(space, dims, dtype, data)
+
+
+def sent_as_is(data: Any, dims: int, dtype: str, *, ndim: int) -> bool:
+    """Whether search vectors go to the server unchecked: a float32 array of `ndim`
+    dimensions, rows of `dims`, for a float32 space (pgvector refuses NaN and infinity)."""
+    return (
+        type(data) is np.ndarray and data.dtype == np.float32 and dtype == "float32"
+        and data.ndim == ndim and data.shape[-1] == dims
+    )
 
 
 def as_vector(space: str, dims: int, dtype: str, data: Any) -> np.ndarray:
