@@ -35,6 +35,7 @@ from psycopg.conninfo import make_conninfo
 import embeddinghub as eh
 from embeddinghub import errors
 from embeddinghub.acl import role_dsn
+from embeddinghub.rows import BULK_REBUILD_ROWS
 
 ROLES = ("ta", "tb", "pr", "pw", "adm", "padm", "nobody")
 
@@ -368,6 +369,7 @@ EXTRA_ATTACKS = {
     "test_trojans_in_a_writable_public_never_run": 15 + 3 * 15 + 2 * 10 + 4,
     "test_admin_cannot_lock_the_owner_out": 4,
     "test_dropped_partition_takes_its_grants_and_history_along": 6,
+    "test_a_first_bulk_load_shows_a_partition_reader_nothing_more": 2,  # a read during, one after
 }
 
 
@@ -1126,3 +1128,36 @@ def test_dropped_partition_takes_its_grants_and_history_along(
         assert {r[0] for r in rows} == keys
     tenant = new_role.hub().get_space(space.name)
     assert tenant.as_of(old_version).count(partition="cust") == 0
+
+
+def test_a_first_bulk_load_shows_a_partition_reader_nothing_more(
+    hub: eh.Hub, make_space: Any, make_role: Any
+) -> None:
+    """The owner's first bulk load lifts FORCE ROW LEVEL SECURITY for its own transaction (COPY
+    needs it): a partition reader that reads mid-load waits for the load (no rows, filtered or
+    not, and a bounded wait), and afterwards sees its partition's rows only; FORCE is back."""
+    space = make_space(dims=2)
+    space.create_partition("p1")
+    role = make_role("sec_bulk")
+    space.grant(role.name, "read", partition="p1")
+    reader = role.connect(options="-c lock_timeout=200ms")
+    n = BULK_REBUILD_ROWS + 10
+    parts = ["p1" if i % 3 == 0 else "default" for i in range(n)]
+    count = sql.SQL("SELECT partition, count(*) FROM {} GROUP BY partition").format(space.tables.live)
+    during: list[Any] = []
+
+    def read_mid_load(done: int) -> None:
+        if not during:
+            try:
+                during.append(reader.execute(count).fetchall())
+            except psycopg.errors.LockNotAvailable:
+                during.append("waited")
+
+    matrix = np.random.default_rng(9).normal(size=(n, 2)).astype(np.float32)
+    space.multiset([f"k{i}" for i in range(n)], matrix, partition=parts, progress=read_mid_load)
+    assert during == ["waited"]
+    assert reader.execute(count).fetchall() == [("p1", parts.count("p1"))]
+    assert hub.execute(
+        "SELECT relforcerowsecurity FROM pg_class WHERE oid = %s::regclass",
+        (space.tables.live.as_string(hub.conn),),
+    ) == [(True,)]
